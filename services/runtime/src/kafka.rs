@@ -1,0 +1,66 @@
+//! Kafka client settings, written once: an admin client for topics, an
+//! idempotent producer, and consumers that commit only what they processed.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+fn base(bootstrap_servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("socket.keepalive.enable", "true");
+    config
+}
+
+pub fn admin(bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    base(bootstrap_servers).create()
+}
+
+/// An idempotent producer (`acks=all`): a retried send is never written twice.
+pub fn producer(bootstrap_servers: &str) -> Result<FutureProducer, KafkaError> {
+    base(bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// A consumer in `group` that never auto-commits: offsets are committed by
+/// the caller once a record's effects are durable.
+pub fn consumer(bootstrap_servers: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+    base(bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+}
+
+/// Creates `name` with `partitions` partitions unless it exists already.
+pub async fn ensure_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), KafkaError> {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics([&topic], &options).await?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    Ok(())
+}

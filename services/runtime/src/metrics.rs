@@ -1,0 +1,50 @@
+//! Prometheus metrics: one recorder per process (shared by every service under
+//! `storefront all`) and the `/metrics` endpoint that renders it.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::{Shutdown, StartError};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the global recorder on first call and returns its handle.
+pub fn recorder() -> Result<PrometheusHandle, StartError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration_seconds".to_owned()),
+            DURATION_BUCKETS,
+        )
+        .map_err(|e| StartError::Config(format!("metrics buckets: {e}")))?
+        .install_recorder()
+        .map_err(|e| StartError::Config(format!("metrics recorder: {e}")))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`.
+pub async fn serve(addr: SocketAddr, shutdown: Shutdown) -> Result<(), StartError> {
+    let handle = recorder()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Test support (feature `testing`): each test gets its own PostgreSQL
+//! database on the local infrastructure (`make infra-up`) and its servers
+//! listen on random loopback ports, so tests run in parallel.
+
+use std::net::SocketAddr;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tokio::net::TcpListener;
+
+/// The local infrastructure's admin URL (`DATABASE_ADMIN_URL`, else the default of `hack/infra-env.sh`).
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://storefront:storefront@127.0.0.1:55432/postgres".to_owned())
+}
+
+/// The local Kafka (`KAFKA_BOOTSTRAP_SERVERS`, else the default of `hack/infra-env.sh`).
+pub fn kafka_bootstrap_servers() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:59092".to_owned())
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(query) => format!("{prefix}/{database}?{query}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+/// Creates an empty database named `test_<label>_<random>` and returns its URL.
+/// `make test` drops leftovers from earlier runs before it starts.
+pub async fn fresh_database(label: &str) -> String {
+    let admin = admin_database_url();
+    let name = format!("test_{label}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL at {admin} (run `make infra-up`): {e}")
+    });
+    // The name is ours (a fixed prefix and a UUID), never user input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    with_database(&admin, &name)
+}
+
+/// A listener on a random loopback port and the `http://` URI that reaches it.
+pub async fn loopback_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("listener address");
+    (listener, format!("http://{addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_and_query_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/postgres", "y"),
+            "postgres://u:p@h:1/y"
+        );
+    }
+}
+
+/// A service started by a test on a random loopback port.
+pub struct TestServer {
+    pub uri: String,
+    shutdown: crate::Shutdown,
+    task: tokio::task::JoinHandle<Result<(), crate::StartError>>,
+}
+
+impl TestServer {
+    /// Runs `run` on a fresh loopback listener and waits (30 s at most) until its
+    /// health service answers SERVING; panics with the start-up error otherwise.
+    pub async fn start<F, Fut>(run: F) -> TestServer
+    where
+        F: FnOnce(TcpListener, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::StartError>> + Send + 'static,
+    {
+        let (listener, uri) = loopback_listener().await;
+        let shutdown = crate::Shutdown::new();
+        let task = tokio::spawn(run(listener, shutdown.clone()));
+        let server = TestServer {
+            uri,
+            shutdown,
+            task,
+        };
+        server.wait_serving().await;
+        server
+    }
+
+    async fn wait_serving(&self) {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            assert!(
+                !self.task.is_finished(),
+                "service at {} stopped during start-up",
+                self.uri
+            );
+            let mut client = HealthClient::new(self.channel());
+            if let Ok(answer) = client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                if answer.get_ref().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "service at {} not serving after 30 s",
+                self.uri
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A channel to the server with a 30 s deadline per call.
+    pub fn channel(&self) -> tonic::transport::Channel {
+        crate::client::channel(&self.uri, std::time::Duration::from_secs(30))
+            .expect("test server URI is valid")
+    }
+
+    /// Graceful stop: in-flight calls drain, then the service's result is returned.
+    pub async fn stop(self) -> Result<(), crate::StartError> {
+        self.shutdown.cancel();
+        self.task.await.expect("service task panicked")
+    }
+
+    /// Hard stop, as a crash would: the task is dropped mid-work, its
+    /// connections closed, uncommitted transactions rolled back by PostgreSQL.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The gRPC status `reason` of an error returned by a Storefront service.
+pub fn reason(status: &tonic::Status) -> String {
+    crate::error::reason_of(status).unwrap_or_default()
+}

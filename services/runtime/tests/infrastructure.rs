@@ -1,0 +1,144 @@
+//! The local infrastructure (`make infra-up`) does what the services need:
+//! Kafka creates topics through the admin API and carries records with keys
+//! and headers from rdkafka's producer to a consumer group; Redis stores keys
+//! with a TTL; PostgreSQL gives each test its own database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use sqlx::Connection;
+use storefront_runtime::kafka;
+use storefront_runtime::testing::{fresh_database, kafka_bootstrap_servers};
+
+#[tokio::test]
+async fn kafka_creates_topics_and_carries_records_with_headers() {
+    let bootstrap = kafka_bootstrap_servers();
+    let topic = format!("test-infra-{}", uuid::Uuid::new_v4().simple());
+    let admin = kafka::admin(&bootstrap).expect("admin client");
+    kafka::ensure_topic(&admin, &topic, 3, 1)
+        .await
+        .expect("create topic");
+    kafka::ensure_topic(&admin, &topic, 3, 1)
+        .await
+        .expect("creating it again is a no-op");
+
+    let producer = kafka::producer(&bootstrap).expect("producer");
+    for i in 0..20 {
+        let key = format!("user-{}", i % 4);
+        let payload = format!("{{\"n\":{i}}}");
+        let id = format!("id-{i}");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_type",
+                value: Some("dev.storefront.test.v1"),
+            })
+            .insert(Header {
+                key: "ce_id",
+                value: Some(&id),
+            });
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+
+    let consumer = kafka::consumer(&bootstrap, &format!("{topic}-group")).expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 3);
+
+    let mut seen = HashMap::new();
+    {
+        let mut stream = consumer.stream();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while seen.len() < 20 {
+            let message = tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .expect("all 20 records within 60 s")
+                .expect("stream open")
+                .expect("no consumer error");
+            let headers = message.headers().expect("headers travel");
+            let ce_type = headers
+                .iter()
+                .find(|h| h.key == "ce_type")
+                .and_then(|h| h.value);
+            assert_eq!(ce_type, Some(&b"dev.storefront.test.v1"[..]));
+            let key = String::from_utf8(message.key().expect("key").to_vec()).expect("utf-8 key");
+            let payload = String::from_utf8(message.payload().expect("payload").to_vec())
+                .expect("utf-8 payload");
+            consumer
+                .commit_message(&message, CommitMode::Sync)
+                .expect("commit");
+            seen.insert(payload, key);
+        }
+    }
+    for i in 0..20 {
+        assert_eq!(
+            seen.get(&format!("{{\"n\":{i}}}")),
+            Some(&format!("user-{}", i % 4))
+        );
+    }
+    let deleted = admin
+        .delete_topics(&[&topic], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete topic");
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+}
+
+#[tokio::test]
+async fn redis_stores_keys_with_a_ttl() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".to_owned());
+    let client = redis::Client::open(url.as_str()).expect("redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("reach Redis (run `make infra-up`)");
+    let key = format!("test:{}", uuid::Uuid::new_v4());
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("cart")
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let value: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("TTL");
+    assert_eq!(value, "cart");
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn postgres_gives_each_test_its_own_database() {
+    let first = fresh_database("infra").await;
+    let second = fresh_database("infra").await;
+    assert_ne!(first, second);
+    let mut conn = sqlx::PgConnection::connect(&first).await.expect("connect");
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    assert!(first.ends_with(&name), "{first} is database {name}");
+}
