@@ -1,6 +1,8 @@
 //! The inventory service against a real PostgreSQL (one fresh database per
 //! test), through its gRPC API.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use storefront_inventory::{Config, run};

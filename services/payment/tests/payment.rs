@@ -1,6 +1,8 @@
 //! The payment service against a real PostgreSQL (one fresh database per
 //! test), through its gRPC API.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;

@@ -2,6 +2,8 @@
 //! real PostgreSQL, plus the health and reflection services every Storefront
 //! server offers.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use storefront_product::{Config, run};
 use storefront_proto::product::v1 as pb;
 use storefront_proto::product::v1::product_service_client::ProductServiceClient;

@@ -2,6 +2,9 @@
 //! database on the local infrastructure (`make infra-up`) and its servers
 //! listen on random loopback ports, so tests run in parallel.
 
+// Test support: a failure here should stop the test with a clear message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 
 use sqlx::Connection;
@@ -57,23 +60,6 @@ pub async fn loopback_listener() -> (TcpListener, String) {
     (listener, format!("http://{addr}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_name_is_replaced_and_query_kept() {
-        assert_eq!(
-            with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
-            "postgres://u:p@h:1/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h:1/postgres", "y"),
-            "postgres://u:p@h:1/y"
-        );
-    }
-}
-
 /// A service started by a test on a random loopback port.
 pub struct TestServer {
     pub uri: String,
@@ -112,17 +98,14 @@ impl TestServer {
                 self.uri
             );
             let mut client = HealthClient::new(self.channel());
-            if let Ok(answer) = client
+            let answer = client
                 .check(HealthCheckRequest {
                     service: String::new(),
                 })
-                .await
-            {
-                if answer.get_ref().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    return;
-                }
+                .await;
+            let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+            if answer.is_ok_and(|a| a.get_ref().status == serving) {
+                return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -156,4 +139,21 @@ impl TestServer {
 /// The gRPC status `reason` of an error returned by a Storefront service.
 pub fn reason(status: &tonic::Status) -> String {
     crate::error::reason_of(status).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_and_query_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/postgres", "y"),
+            "postgres://u:p@h:1/y"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! and headers from rdkafka's producer to a consumer group; Redis stores keys
 //! with a TTL; PostgreSQL gives each test its own database.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

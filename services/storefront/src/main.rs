@@ -36,6 +36,41 @@ enum Command {
     Payment(storefront_payment::Config),
     /// Every service in one process, each on its own port.
     All(Box<AllConfig>),
+    /// Asks gRPC servers for their health; exits 0 when every one answers SERVING.
+    /// For container health checks and scripts, e.g. `storefront healthcheck http://127.0.0.1:50051`.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// Server URIs, e.g. `http://127.0.0.1:50053`.
+    #[arg(required = true)]
+    servers: Vec<String>,
+    /// How long to wait for each answer.
+    #[arg(long, default_value = "2s", value_parser = storefront_runtime::config::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+/// Checks every server's overall health; the first that is not SERVING is the error.
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    for server in &args.servers {
+        let channel = storefront_runtime::client::channel(server, args.timeout)?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .with_context(|| format!("{server}: no health answer"))?;
+        let status = answer.into_inner().status;
+        anyhow::ensure!(
+            status == ServingStatus::Serving as i32,
+            "{server}: {:?}",
+            ServingStatus::try_from(status).unwrap_or(ServingStatus::Unknown)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             } = *all;
             vec![product(p), inventory(i), payment(pay)]
         }
+        Command::Healthcheck(args) => return healthcheck(args).await,
     };
 
     let shutdown = storefront_runtime::shutdown::on_signal();

@@ -2,6 +2,8 @@
 //! process on loopback ports, serving every service, JSON logs, Prometheus
 //! metrics, and a clean exit on SIGTERM.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -29,16 +31,22 @@ impl Drop for Running {
 
 async fn wait_serving(addr: SocketAddr, service: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let channel = storefront_runtime::client::channel(&format!("http://{addr}"), Duration::from_secs(5))
-        .expect("channel");
+    let channel =
+        storefront_runtime::client::channel(&format!("http://{addr}"), Duration::from_secs(5))
+            .expect("channel");
     loop {
         let answer = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest { service: service.to_owned() })
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
             .await;
         if answer.is_ok_and(|a| a.get_ref().status == ServingStatus::Serving as i32) {
             return;
         }
-        assert!(Instant::now() < deadline, "{service} at {addr} not serving within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "{service} at {addr} not serving within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -54,7 +62,8 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 #[tokio::test]
 async fn storefront_all_serves_every_service_and_stops_on_sigterm() {
     let catalog_dir = tempfile::tempdir().expect("temp dir");
-    let (product, inventory, payment, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let (product, inventory, payment, metrics) =
+        (free_port(), free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_storefront"))
         .arg("all")
         .args(["--product-listen", &product.to_string()])
@@ -63,7 +72,10 @@ async fn storefront_all_serves_every_service_and_stops_on_sigterm() {
         .args(["--metrics-listen", &metrics.to_string()])
         .env(
             "PRODUCT_DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", catalog_dir.path().join("catalog.db").display()),
+            format!(
+                "sqlite://{}?mode=rwc",
+                catalog_dir.path().join("catalog.db").display()
+            ),
         )
         .env("INVENTORY_DATABASE_URL", fresh_database("process").await)
         .env("PAYMENT_DATABASE_URL", fresh_database("process").await)
@@ -78,8 +90,9 @@ async fn storefront_all_serves_every_service_and_stops_on_sigterm() {
     wait_serving(inventory, "storefront.inventory.v1.InventoryService").await;
     wait_serving(payment, "storefront.payment.v1.PaymentService").await;
 
-    let channel = storefront_runtime::client::channel(&format!("http://{product}"), Duration::from_secs(5))
-        .expect("channel");
+    let channel =
+        storefront_runtime::client::channel(&format!("http://{product}"), Duration::from_secs(5))
+            .expect("channel");
     let laptop = ProductServiceClient::new(channel)
         .get_product(GetProductRequest { product_id: 1 })
         .await
@@ -88,22 +101,36 @@ async fn storefront_all_serves_every_service_and_stops_on_sigterm() {
     assert_eq!(laptop.name, "Laptop");
 
     let scrape = http_get(metrics, "/metrics");
-    assert!(scrape.starts_with("HTTP/1.0 200") || scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(
+        scrape.starts_with("HTTP/1.0 200") || scrape.starts_with("HTTP/1.1 200"),
+        "{scrape}"
+    );
     let line = scrape
         .lines()
-        .find(|l| l.starts_with("rpc_server_requests_total{") && l.contains("rpc_method=\"GetProduct\""))
+        .find(|l| {
+            l.starts_with("rpc_server_requests_total{") && l.contains("rpc_method=\"GetProduct\"")
+        })
         .unwrap_or_else(|| panic!("no GetProduct counter in:\n{scrape}"));
-    assert!(line.contains("grpc_code=\"0\"") && line.ends_with(" 1"), "{line}");
+    assert!(
+        line.contains("grpc_code=\"0\"") && line.ends_with(" 1"),
+        "{line}"
+    );
 
     let pid = running.0.id().to_string();
-    let signalled = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(signalled.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = running.0.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "storefront did not stop within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "storefront did not stop within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
@@ -113,8 +140,15 @@ async fn storefront_all_serves_every_service_and_stops_on_sigterm() {
         .lines()
         .map(|l| serde_json::from_str(&l.expect("log line")).expect("every log line is JSON"))
         .collect();
-    assert!(lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.get("level").is_some() && l.get("timestamp").is_some())
+    );
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
-    assert!(messages.contains(&"shutdown signal received; draining"), "{messages:?}");
+    assert!(
+        messages.contains(&"shutdown signal received; draining"),
+        "{messages:?}"
+    );
     assert!(messages.contains(&"stopped"), "{messages:?}");
 }

@@ -1,0 +1,36 @@
+# Storefront developer commands. `make run` and `make test` are all a fresh
+# machine needs; both install and start what they use.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+.PHONY: help run test lint fmt build infra-up infra-down infra-purge
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: ## The whole shop on this machine (infrastructure + every service) until Ctrl-C
+	@bash hack/run.sh
+
+test: ## Every test, against real PostgreSQL, Redis and Kafka started by the scripts
+	@bash hack/test.sh
+
+lint: ## rustfmt, clippy with warnings as errors, shellcheck
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+
+fmt: ## Format the code
+	cargo fmt --all
+
+build: ## Build every crate
+	bash hack/install-build-deps.sh
+	cargo build --workspace
+
+infra-up: ## Start PostgreSQL, Redis and Kafka on loopback (installs them if missing)
+	@bash hack/infra-up.sh
+
+infra-down: ## Stop them (data is kept)
+	@bash hack/infra-down.sh
+
+infra-purge: ## Stop them and delete their data
+	@bash hack/infra-down.sh --purge

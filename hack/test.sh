@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: installs build dependencies, brings up the local infrastructure
+# (PostgreSQL, Redis, Kafka), drops test databases left by earlier runs, and
+# runs every test of the workspace against the real components.
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=hack/lib/infra.sh
+source "$HACK_DIR/lib/infra.sh"
+cd "$STOREFRONT_ROOT"
+
+bash hack/install-build-deps.sh
+bash hack/infra-up.sh
+
+# Each test creates its own database named test_*; drop what earlier runs left.
+leftovers="$(PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres -Atc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'")"
+if [[ -n "$leftovers" ]]; then
+  echo "==> dropping $(wc -l <<<"$leftovers") test databases from earlier runs" >&2
+  while read -r db; do
+    PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres -qc \
+      "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done <<<"$leftovers"
+fi
+
+cargo test --workspace --no-fail-fast "$@"
