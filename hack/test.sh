@@ -23,4 +23,12 @@ if [[ -n "$leftovers" ]]; then
   done <<<"$leftovers"
 fi
 
-cargo test --workspace --no-fail-fast "$@"
+# Unit and integration tests (doc tests have nothing to run). The closing
+# line sums every test binary's result.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "total: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+exit "$status"
