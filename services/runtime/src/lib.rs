@@ -5,12 +5,15 @@
 
 pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
+pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

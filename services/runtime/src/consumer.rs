@@ -1,0 +1,227 @@
+//! Consuming events, the one Storefront way: records of a partition are
+//! handled one at a time, in order; an offset is committed only after the
+//! handler says the record's effects are durable; a handler's transient
+//! failure is retried with backoff (the partition waits); a record that can
+//! never succeed (malformed, or rejected by the handler) goes to
+//! `<topic>.dlq` with the reason in its headers, and the consumer moves on.
+//! Nothing is dropped silently.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tracing::Instrument;
+
+use crate::Shutdown;
+use crate::events::{Event, dead_letter_topic};
+use crate::kafka;
+
+/// Why a handler could not process an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: a database or a dependency is unavailable.
+    #[error("transient: {0}")]
+    Retry(String),
+    /// Will never succeed (a payload the handler cannot accept): dead-letter it.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+/// What a consumer does with each event.
+pub trait EventHandler: Send + Sync {
+    fn handle(&self, event: &Event) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A consumer-group member that feeds records to an [`EventHandler`].
+pub struct EventConsumer {
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    group: String,
+}
+
+enum Outcome {
+    Done,
+    DeadLetter(String),
+    Stopped,
+}
+
+impl EventConsumer {
+    /// Joins `group` and subscribes to `topics`.
+    pub fn new(bootstrap_servers: &str, group: &str, topics: &[&str]) -> Result<Self, KafkaError> {
+        let consumer = kafka::consumer(bootstrap_servers, group)?;
+        consumer.subscribe(topics)?;
+        Ok(EventConsumer {
+            consumer,
+            dead_letters: kafka::producer(bootstrap_servers)?,
+            group: group.to_owned(),
+        })
+    }
+
+    /// Handles records until `shutdown`, then commits the offsets handled.
+    pub async fn run<H: EventHandler>(self, handler: H, shutdown: Shutdown) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, group = %self.group, "Kafka receive failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            let span = tracing::info_span!(
+                "messaging.process",
+                otel.name = %format_args!("process {}", message.topic()),
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %message.topic(),
+                messaging.consumer.group.name = %self.group,
+                messaging.destination.partition.id = message.partition(),
+                messaging.kafka.offset = message.offset(),
+                messaging.message.id = tracing::field::Empty,
+            );
+            let outcome = self
+                .process(&handler, &message, &shutdown)
+                .instrument(span.clone())
+                .await;
+            let committed = match outcome {
+                Outcome::Stopped => break,
+                Outcome::Done => true,
+                Outcome::DeadLetter(reason) => {
+                    self.dead_letter(&message, &reason, &shutdown)
+                        .instrument(span)
+                        .await
+                }
+            };
+            if !committed {
+                break;
+            }
+            if let Err(error) = self.consumer.commit_message(&message, CommitMode::Async) {
+                tracing::warn!(%error, "offset commit failed; the record may be handled again");
+            }
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing uncommitted (e.g. no partition assigned) is not worth a warning.
+            if !matches!(
+                error,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            ) {
+                tracing::warn!(%error, group = %self.group, "final offset commit failed");
+            }
+        }
+        tracing::info!(group = %self.group, "consumer stopped");
+    }
+
+    async fn process<H: EventHandler>(
+        &self,
+        handler: &H,
+        message: &BorrowedMessage<'_>,
+        shutdown: &Shutdown,
+    ) -> Outcome {
+        let event = match Event::from_message(message) {
+            Ok(event) => event,
+            Err(error) => return Outcome::DeadLetter(format!("malformed record: {error}")),
+        };
+        tracing::Span::current().record("messaging.message.id", tracing::field::display(event.id));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match handler.handle(&event).await {
+                Ok(()) => {
+                    metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "ok")
+                        .increment(1);
+                    return Outcome::Done;
+                }
+                Err(HandlerError::Reject(reason)) => return Outcome::DeadLetter(reason),
+                Err(HandlerError::Retry(reason)) => {
+                    metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "retry")
+                        .increment(1);
+                    tracing::warn!(%reason, ?backoff, event_id = %event.id, "event handling failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Outcome::Stopped,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Copies the record to `<topic>.dlq` with the reason; true once Kafka has
+    /// it (retrying until then), false if shutdown came first.
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+        shutdown: &Shutdown,
+    ) -> bool {
+        let topic = dead_letter_topic(message.topic());
+        tracing::error!(%reason, dlq = %topic, offset = message.offset(), "event dead-lettered");
+        metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "dead_letter")
+            .increment(1);
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut headers = OwnedHeaders::new();
+            if let Some(original) = message.headers() {
+                for header in original.iter() {
+                    headers = headers.insert(header);
+                }
+            }
+            let headers = headers
+                .insert(Header {
+                    key: "dlq_reason",
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "dlq_topic",
+                    value: Some(message.topic()),
+                })
+                .insert(Header {
+                    key: "dlq_partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "dlq_offset",
+                    value: Some(&offset),
+                })
+                .insert(Header {
+                    key: "dlq_group",
+                    value: Some(&self.group),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self
+                .dead_letters
+                .send(record, Duration::from_secs(10))
+                .await
+            {
+                Ok(_) => return true,
+                Err((error, _)) => {
+                    tracing::warn!(%error, dlq = %topic, "cannot write to the dead-letter topic; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The outbox relay and the event consumer against a real PostgreSQL and
+//! Kafka: committed events are published once, in order per key, rolled-back
+//! ones never; consumed records are committed only when handled, transient
+//! failures are retried, and records that cannot be handled reach the DLQ.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use sqlx::PgPool;
+use storefront_runtime::consumer::{EventConsumer, EventHandler, HandlerError};
+use storefront_runtime::events::{self, Event, dead_letter_topic};
+use storefront_runtime::outbox::{self, OutboxRelay};
+use storefront_runtime::testing::{fresh_database, kafka_bootstrap_servers};
+use storefront_runtime::{Shutdown, kafka};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Step {
+    user: String,
+    n: u32,
+}
+
+async fn topic_pair(label: &str) -> String {
+    let topic = format!("test-{label}-{}", uuid::Uuid::new_v4().simple());
+    let admin = kafka::admin(&kafka_bootstrap_servers()).expect("admin");
+    kafka::ensure_topic(&admin, &topic, 3, 1)
+        .await
+        .expect("topic");
+    kafka::ensure_topic(&admin, &dead_letter_topic(&topic), 1, 1)
+        .await
+        .expect("dlq topic");
+    topic
+}
+
+async fn outbox_database() -> PgPool {
+    let url = fresh_database("outbox").await;
+    let pool = storefront_runtime::db::pg_pool(&url, 8)
+        .await
+        .expect("pool");
+    sqlx::raw_sql(outbox::SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("outbox table");
+    pool
+}
+
+/// Reads `count` records from `topic` (from the start) as events.
+async fn read_events(topic: &str, count: usize) -> Vec<Event> {
+    let consumer =
+        kafka::consumer(&kafka_bootstrap_servers(), &format!("{topic}-reader")).expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut stream = consumer.stream();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < count {
+        let message = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} records within 60 s", seen.len()))
+            .expect("stream")
+            .expect("record");
+        seen.push(Event::from_message(&message).expect("a CloudEvent"));
+    }
+    // Nothing more arrives: no duplicates.
+    let extra = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+    assert!(extra.is_err(), "unexpected extra record");
+    seen
+}
+
+#[tokio::test]
+async fn committed_events_are_published_in_order_and_rolled_back_ones_never() {
+    let pool = outbox_database().await;
+    let topic = topic_pair("outbox").await;
+    // 5 users x 8 steps, each in its own transaction; every 4th rolled back.
+    let mut expected: HashMap<String, Vec<u32>> = HashMap::new();
+    for n in 0..8 {
+        for u in 0..5 {
+            let user = format!("user-{u}");
+            let event = Event::new(
+                "dev.storefront.test.step.v1",
+                "/storefront/test",
+                &user,
+                &Step {
+                    user: user.clone(),
+                    n,
+                },
+            )
+            .expect("event");
+            let mut tx = pool.begin().await.expect("begin");
+            outbox::enqueue(&mut tx, &topic, &event)
+                .await
+                .expect("enqueue");
+            if (n + u) % 4 == 3 {
+                tx.rollback().await.expect("rollback");
+            } else {
+                tx.commit().await.expect("commit");
+                expected.entry(user).or_default().push(n);
+            }
+        }
+    }
+    let total: usize = expected.values().map(Vec::len).sum();
+
+    // Two relays side by side, as two replicas would run.
+    let producer = kafka::producer(&kafka_bootstrap_servers()).expect("producer");
+    let shutdown = Shutdown::new();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(OutboxRelay::new(pool.clone(), producer.clone()).run(shutdown.clone()))
+        })
+        .collect();
+
+    let received = read_events(&topic, total).await;
+    let mut per_user: HashMap<String, Vec<u32>> = HashMap::new();
+    for event in &received {
+        assert_eq!(event.event_type, "dev.storefront.test.step.v1");
+        assert_eq!(event.source, "/storefront/test");
+        let step: Step = event.decode().expect("payload");
+        assert_eq!(step.user, event.key, "the key is the user");
+        per_user.entry(event.key.clone()).or_default().push(step.n);
+    }
+    assert_eq!(
+        per_user, expected,
+        "every committed event once, in order per user"
+    );
+
+    let backlog = OutboxRelay::new(pool.clone(), producer)
+        .backlog()
+        .await
+        .expect("backlog");
+    assert_eq!(backlog, 0);
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.expect("relay task");
+    }
+}
+
+#[tokio::test]
+async fn the_relay_keeps_events_while_kafka_is_unreachable() {
+    let pool = outbox_database().await;
+    let topic = topic_pair("outbox-down").await;
+    let event = Event::new(
+        "dev.storefront.test.step.v1",
+        "/storefront/test",
+        "u",
+        &Step {
+            user: "u".into(),
+            n: 1,
+        },
+    )
+    .expect("event");
+    let mut tx = pool.begin().await.expect("begin");
+    outbox::enqueue(&mut tx, &topic, &event)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    // A producer pointed at a port where no broker listens.
+    let dead = storefront_runtime::testing::loopback_listener().await;
+    let unreachable = dead.0.local_addr().expect("addr").to_string();
+    drop(dead);
+    let producer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &unreachable)
+        .set("message.timeout.ms", "2000")
+        .create()
+        .expect("producer");
+    let relay = OutboxRelay::new(pool.clone(), producer);
+    assert!(
+        relay.publish_batch().await.is_err(),
+        "publishing to nowhere fails"
+    );
+    assert_eq!(
+        relay.backlog().await.expect("backlog"),
+        1,
+        "the event is kept"
+    );
+
+    // With Kafka reachable the same row goes out.
+    let relay = OutboxRelay::new(
+        pool.clone(),
+        kafka::producer(&kafka_bootstrap_servers()).expect("producer"),
+    );
+    assert_eq!(relay.publish_batch().await.expect("publish"), 1);
+    let received = read_events(&topic, 1).await;
+    assert_eq!(received[0].id, event.id);
+}
+
+/// Records what it handled; fails transiently on the first two attempts of
+/// step 2 and rejects step 5.
+#[derive(Clone, Default)]
+struct Recorder {
+    handled: Arc<Mutex<Vec<u32>>>,
+    attempts: Arc<Mutex<HashMap<u32, u32>>>,
+}
+
+impl EventHandler for Recorder {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let step: Step = event
+            .decode()
+            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let a = attempts.entry(step.n).or_default();
+            *a += 1;
+            *a
+        };
+        if step.n == 2 && attempt <= 2 {
+            return Err(HandlerError::Retry("database briefly unavailable".into()));
+        }
+        if step.n == 5 {
+            return Err(HandlerError::Reject("step 5 is not acceptable".into()));
+        }
+        self.handled.lock().unwrap().push(step.n);
+        Ok(())
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_consumer_retries_dead_letters_and_commits_what_it_handled() {
+    let bootstrap = kafka_bootstrap_servers();
+    let topic = topic_pair("consumer").await;
+    let group = format!("{topic}-group");
+    let producer = kafka::producer(&bootstrap).expect("producer");
+    // One key, so one partition and one order: steps 1..=6 with a poison record after step 3.
+    for n in 1..=6 {
+        let event = Event::new(
+            "dev.storefront.test.step.v1",
+            "/storefront/test",
+            "same-user",
+            &Step {
+                user: "same-user".into(),
+                n,
+            },
+        )
+        .expect("event");
+        events::publish(&producer, &topic, &event)
+            .await
+            .expect("publish");
+        if n == 3 {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            });
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key("same-user")
+                        .payload("not a cloud event")
+                        .headers(headers),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("poison");
+        }
+    }
+
+    let recorder = Recorder::default();
+    let shutdown = Shutdown::new();
+    let consumer = EventConsumer::new(&bootstrap, &group, &[&topic]).expect("consumer");
+    let task = tokio::spawn(consumer.run(recorder.clone(), shutdown.clone()));
+    wait_until("steps 1,2,3,4,6", || {
+        recorder.handled.lock().unwrap().len() == 5
+    })
+    .await;
+    assert_eq!(
+        *recorder.handled.lock().unwrap(),
+        vec![1, 2, 3, 4, 6],
+        "in order, step 5 rejected"
+    );
+    assert_eq!(
+        recorder.attempts.lock().unwrap()[&2],
+        3,
+        "step 2 retried until it succeeded"
+    );
+    shutdown.cancel();
+    task.await.expect("consumer task");
+
+    // The DLQ holds the poison record and the rejected step, with reasons.
+    let dlq = kafka::consumer(&bootstrap, &format!("{topic}-dlq-reader")).expect("dlq consumer");
+    dlq.subscribe(&[&dead_letter_topic(&topic)])
+        .expect("subscribe");
+    let mut reasons = Vec::new();
+    let mut stream = dlq.stream();
+    while reasons.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("dead letters within 60 s")
+            .expect("stream")
+            .expect("record");
+        let headers = message.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(header("dlq_topic").as_deref(), Some(topic.as_str()));
+        assert_eq!(header("dlq_group").as_deref(), Some(group.as_str()));
+        assert_eq!(message.key(), Some(&b"same-user"[..]));
+        reasons.push(header("dlq_reason").expect("reason"));
+    }
+    assert!(reasons[0].contains("malformed record"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("step 5 is not acceptable"),
+        "{reasons:?}"
+    );
+    drop(stream);
+
+    // Offsets were committed: a new member of the group sees only new records.
+    let event = Event::new(
+        "dev.storefront.test.step.v1",
+        "/storefront/test",
+        "same-user",
+        &Step {
+            user: "same-user".into(),
+            n: 7,
+        },
+    )
+    .expect("event");
+    events::publish(&producer, &topic, &event)
+        .await
+        .expect("publish");
+    let again = Recorder::default();
+    let shutdown = Shutdown::new();
+    let consumer = EventConsumer::new(&bootstrap, &group, &[&topic]).expect("consumer");
+    let task = tokio::spawn(consumer.run(again.clone(), shutdown.clone()));
+    wait_until("step 7", || !again.handled.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        *again.handled.lock().unwrap(),
+        vec![7],
+        "nothing handled twice"
+    );
+    shutdown.cancel();
+    task.await.expect("consumer task");
+}
