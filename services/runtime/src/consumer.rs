@@ -106,6 +106,10 @@ impl EventConsumer {
             if !committed {
                 break;
             }
+            // Stored for the final synchronous commit at shutdown, and committed now.
+            if let Err(error) = self.consumer.store_offset_from_message(&message) {
+                tracing::warn!(%error, "offset store failed; the record may be handled again");
+            }
             if let Err(error) = self.consumer.commit_message(&message, CommitMode::Async) {
                 tracing::warn!(%error, "offset commit failed; the record may be handled again");
             }

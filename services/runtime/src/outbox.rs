@@ -105,6 +105,7 @@ impl OutboxRelay {
         let mut listener = None;
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = std::time::Instant::now();
+        let mut last_backlog = std::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -112,7 +113,12 @@ impl OutboxRelay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            match self.drain().await {
+            // A batch cut short by shutdown rolls back; its rows wait for the next run.
+            let drained = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                drained = self.drain() => drained,
+            };
+            match drained {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "outbox relay failed; retrying");
@@ -122,6 +128,13 @@ impl OutboxRelay {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
+                }
+            }
+            if last_backlog.elapsed() > Duration::from_secs(5) {
+                last_backlog = std::time::Instant::now();
+                match self.backlog().await {
+                    Ok(rows) => metrics::gauge!("outbox_backlog").set(rows as f64),
+                    Err(error) => tracing::warn!(%error, "cannot count the outbox backlog"),
                 }
             }
             if last_cleanup.elapsed() > Duration::from_secs(60) {
