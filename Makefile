@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test lint fmt build infra-up infra-down infra-purge
+.PHONY: help run test bench lint fmt build infra-up infra-down infra-purge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -13,6 +13,9 @@ run: ## The whole shop on this machine (infrastructure + every service) until Ct
 
 test: ## Every test, against real PostgreSQL, Redis and Kafka started by the scripts
 	@bash hack/test.sh
+
+bench: ## Release-build load test through the gateway; report in bench/results/latest.json
+	@bash hack/bench.sh
 
 lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check

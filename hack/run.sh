@@ -24,32 +24,53 @@ bin="$target_dir/$bin_dir/storefront"
 pg="postgres://storefront:storefront@127.0.0.1:$PG_PORT"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 export METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:9464}"
+if [[ -z "${JWT_SECRET:-}" ]]; then
+  JWT_SECRET="storefront-dev-secret-change-me"
+  echo "==> JWT_SECRET not set; using the development secret \"$JWT_SECRET\"" >&2
+fi
+export JWT_SECRET
+export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8080}"
 export PRODUCT_LISTEN="${PRODUCT_LISTEN:-127.0.0.1:50051}"
+export CART_LISTEN="${CART_LISTEN:-127.0.0.1:50052}"
 export INVENTORY_LISTEN="${INVENTORY_LISTEN:-127.0.0.1:50053}"
 export PAYMENT_LISTEN="${PAYMENT_LISTEN:-127.0.0.1:50054}"
+export ORDERS_LISTEN="${ORDERS_LISTEN:-127.0.0.1:50055}"
+export CHECKOUT_LISTEN="${CHECKOUT_LISTEN:-127.0.0.1:50056}"
 export PRODUCT_DATABASE_URL="${PRODUCT_DATABASE_URL:-sqlite://$STOREFRONT_DATA_DIR/product.db?mode=rwc}"
+export CART_DATABASE_URL="${CART_DATABASE_URL:-$pg/cart}"
 export INVENTORY_DATABASE_URL="${INVENTORY_DATABASE_URL:-$pg/inventory}"
 export PAYMENT_DATABASE_URL="${PAYMENT_DATABASE_URL:-$pg/payment}"
+export ORDERS_DATABASE_URL="${ORDERS_DATABASE_URL:-$pg/orders}"
+export CHECKOUT_DATABASE_URL="${CHECKOUT_DATABASE_URL:-$pg/checkout}"
+export CART_REDIS_URL="${CART_REDIS_URL:-$REDIS_URL}"
+export CART_KAFKA_BOOTSTRAP="${CART_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
+export ORDERS_KAFKA_BOOTSTRAP="${ORDERS_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
+export CHECKOUT_KAFKA_BOOTSTRAP="${CHECKOUT_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
 
 "$bin" all &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
 
-servers=("http://$PRODUCT_LISTEN" "http://$INVENTORY_LISTEN" "http://$PAYMENT_LISTEN")
-deadline=$((SECONDS + 60))
-until "$bin" healthcheck "${servers[@]}" >/dev/null 2>&1; do
+gateway="http://$GATEWAY_LISTEN"
+deadline=$((SECONDS + 90))
+until curl -sf -o /dev/null "$gateway/readyz"; do
   if ! kill -0 "$pid" 2>/dev/null; then
     wait "$pid" || true
     echo "ERROR: storefront exited during start-up (see the log above)" >&2
     exit 1
   fi
   if ((SECONDS >= deadline)); then
-    echo "ERROR: storefront not healthy within 60 s" >&2
+    echo "ERROR: storefront not ready within 90 s ($gateway/readyz)" >&2
     kill -TERM "$pid" 2>/dev/null || true
     exit 1
   fi
   sleep 0.5
 done
 
-echo "Storefront is up: product $PRODUCT_LISTEN, inventory $INVENTORY_LISTEN, payment $PAYMENT_LISTEN (gRPC with reflection), metrics http://$METRICS_LISTEN/metrics. Ctrl-C stops it."
+cat <<READY
+Storefront is up at $gateway (metrics http://$METRICS_LISTEN/metrics). Ctrl-C stops it.
+  token:  TOKEN=\$(JWT_SECRET='$JWT_SECRET' $bin token --user alice)
+  browse: curl -s $gateway/api/v1/products
+  cart:   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"product_id":1,"quantity":1}' $gateway/api/v1/cart/items
+READY
 wait "$pid"

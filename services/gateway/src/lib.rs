@@ -1,1 +1,100 @@
-//! The gateway service (being written).
+//! The REST gateway: JSON over HTTP in front of the product, cart, checkout
+//! and orders gRPC services, with JWT authentication, per-user and per-address
+//! rate limits, a circuit breaker per backend, and RFC 9457 problem details
+//! for every error. The routes are listed once (`routes`), and `/openapi.json`
+//! describes them.
+
+mod auth;
+mod backends;
+mod config;
+mod input;
+mod json;
+mod limits;
+mod observe;
+mod openapi;
+mod problem;
+mod routes;
+
+pub use auth::{TokenError, token};
+pub use config::Config;
+pub use routes::endpoints;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use storefront_runtime::{Shutdown, StartError};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Checks the configuration (a key to verify tokens is required), then serves
+/// the REST API on `listener` until `shutdown`, letting in-flight requests finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let verifier = Arc::new(auth::Verifier::new(&config)?);
+    let backends = Arc::new(backends::Backends::connect(&config)?);
+    let limits = Arc::new(limits::RateLimits::new(&config));
+    let cors = cors(&config.cors_allowed_origins)?;
+    let state = routes::AppState {
+        backends,
+        shutdown: shutdown.clone(),
+    };
+    let app = routes::router(state, verifier, limits, cors);
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "REST gateway listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
+    tracing::info!(%addr, "REST gateway stopped");
+    Ok(())
+}
+
+/// Browsers may call from `origins` (`*`: any) with a bearer token, and read
+/// the headers the API documents.
+fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
+    let origin = if origins.is_empty() || origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o.trim()).map_err(|_| {
+                    StartError::Config(format!("--gateway-cors-allowed-origins: bad origin {o:?}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(list)
+    };
+    let header = HeaderName::from_static;
+    Ok(CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            header("idempotency-key"),
+            header(observe::REQUEST_ID),
+        ])
+        .expose_headers([
+            header(observe::REQUEST_ID),
+            http::header::RETRY_AFTER,
+            http::header::WWW_AUTHENTICATE,
+            http::header::LOCATION,
+            header("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(3600)))
+}

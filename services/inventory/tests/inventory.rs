@@ -428,19 +428,27 @@ async fn two_hundred_concurrent_reservations_never_oversell() {
 async fn a_killed_service_loses_no_committed_reservation() {
     let db = fresh_database("inventory").await;
     let (first, client) = start_with(&db, Duration::from_secs(300), Duration::from_secs(5)).await;
-    let checkouts: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    let checkouts: Vec<Uuid> = (0..150).map(|_| Uuid::new_v4()).collect();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = checkouts.iter().map(|&checkout| {
-        let mut client = client.clone();
+        let (mut client, acked) = (client.clone(), acked.clone());
         tokio::spawn(async move {
-            client
+            let answer = client
                 .reserve(reserve_request(checkout, &[(2, 1)]))
                 .await
                 .ok()
-                .map(|r| r.into_inner())
+                .map(|r| r.into_inner());
+            if answer.is_some() {
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            answer
         })
     });
     let load = tokio::spawn(futures::future::join_all(load));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Kill once some calls are acknowledged while the rest are in flight.
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     first.kill().await;
     let acknowledged: Vec<_> = load
         .await
@@ -448,6 +456,11 @@ async fn a_killed_service_loses_no_committed_reservation() {
         .into_iter()
         .map(|r| r.expect("task"))
         .collect();
+    let before = acknowledged.iter().flatten().count();
+    assert!(
+        (10..150).contains(&before),
+        "the kill must land mid-load: {before} of 150 acknowledged"
+    );
 
     let (second, mut client) =
         start_with(&db, Duration::from_secs(300), Duration::from_secs(5)).await;
@@ -465,10 +478,7 @@ async fn a_killed_service_loses_no_committed_reservation() {
         }
     }
     let level = stock(&mut client, 2).await;
-    assert_eq!(level.reserved, 100, "each checkout reserved exactly once");
-    println!(
-        "acknowledged before the kill: {}",
-        acknowledged.iter().flatten().count()
-    );
+    assert_eq!(level.reserved, 150, "each checkout reserved exactly once");
+    println!("acknowledged before the kill: {before} of 150");
     second.stop().await.expect("clean stop");
 }

@@ -347,19 +347,27 @@ async fn concurrent_charges_of_one_checkout_charge_once() {
 async fn a_killed_service_loses_no_committed_charge() {
     let db = fresh_database("payment").await;
     let (first, client) = start_with(&db, 0.0, Duration::ZERO).await;
-    let checkouts: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    let checkouts: Vec<Uuid> = (0..150).map(|_| Uuid::new_v4()).collect();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = checkouts.iter().map(|&checkout| {
-        let mut client = client.clone();
+        let (mut client, acked) = (client.clone(), acked.clone());
         tokio::spawn(async move {
-            client
+            let answer = client
                 .charge(charge(checkout, "pm_card_visa", 1000))
                 .await
                 .ok()
-                .map(|r| r.into_inner())
+                .map(|r| r.into_inner());
+            if answer.is_some() {
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            answer
         })
     });
     let load = tokio::spawn(futures::future::join_all(load));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Kill once some calls are acknowledged while the rest are in flight.
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     first.kill().await;
     let acknowledged: Vec<_> = load
         .await
@@ -367,6 +375,11 @@ async fn a_killed_service_loses_no_committed_charge() {
         .into_iter()
         .map(|r| r.expect("task"))
         .collect();
+    let before = acknowledged.iter().flatten().count();
+    assert!(
+        (10..150).contains(&before),
+        "the kill must land mid-load: {before} of 150 acknowledged"
+    );
 
     let (second, mut client) = start_with(&db, 0.0, Duration::ZERO).await;
     let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
@@ -384,9 +397,6 @@ async fn a_killed_service_loses_no_committed_charge() {
         }
         assert_eq!(count_payments(&mut conn, *checkout).await, 1);
     }
-    println!(
-        "acknowledged before the kill: {}",
-        acknowledged.iter().flatten().count()
-    );
+    println!("acknowledged before the kill: {before} of 150");
     second.stop().await.expect("clean stop");
 }

@@ -73,7 +73,11 @@ pub enum BreakerError<E> {
 pub fn is_backend_failure(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Internal | Code::Unknown
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Internal
+            | Code::Unknown
     )
 }
 
@@ -327,7 +331,11 @@ mod tests {
         b.acquire_at(now).map(Permit::success).ok();
         fail(&b, now);
         fail(&b, now);
-        assert_eq!(b.state(), BreakerState::Closed, "a success resets the count");
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "a success resets the count"
+        );
         fail(&b, now);
         assert_eq!(b.state(), BreakerState::Open);
         let refused = b.acquire_at(now + Duration::from_secs(4)).err();
@@ -414,7 +422,10 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         for _ in 0..2 {
             let _: Result<(), _> = b
-                .call(async { Err(Status::unavailable("down")) }, is_backend_failure)
+                .call(
+                    async { Err(Status::unavailable("down")) },
+                    is_backend_failure,
+                )
                 .await;
         }
         let refused: Result<(), _> = b

@@ -3,6 +3,7 @@
 //! graceful shutdown), gRPC clients with deadlines, PostgreSQL pools, the one
 //! error-to-`tonic::Status` mapping, and Kafka client settings.
 
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod consumer;

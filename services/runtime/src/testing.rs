@@ -60,11 +60,15 @@ pub async fn loopback_listener() -> (TcpListener, String) {
     (listener, format!("http://{addr}"))
 }
 
-/// A service started by a test on a random loopback port.
+/// A service started by a test on a random loopback port, on a Tokio runtime
+/// of its own, so that [`kill`](TestServer::kill) can stop everything the
+/// service runs at once — the server, every connection task with its
+/// in-flight requests, and the service's background loops — as a crash would.
 pub struct TestServer {
     pub uri: String,
     shutdown: crate::Shutdown,
-    task: tokio::task::JoinHandle<Result<(), crate::StartError>>,
+    task: Option<tokio::task::JoinHandle<Result<(), crate::StartError>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestServer {
@@ -72,16 +76,34 @@ impl TestServer {
     /// health service answers SERVING; panics with the start-up error otherwise.
     pub async fn start<F, Fut>(run: F) -> TestServer
     where
-        F: FnOnce(TcpListener, crate::Shutdown) -> Fut,
+        F: FnOnce(TcpListener, crate::Shutdown) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(), crate::StartError>> + Send + 'static,
     {
-        let (listener, uri) = loopback_listener().await;
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let uri = format!(
+            "http://{}",
+            listener.local_addr().expect("listener address")
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the service");
         let shutdown = crate::Shutdown::new();
-        let task = tokio::spawn(run(listener, shutdown.clone()));
+        let stop = shutdown.clone();
+        let task = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener)?;
+            run(listener, stop).await
+        });
         let server = TestServer {
             uri,
             shutdown,
-            task,
+            task: Some(task),
+            runtime: Some(runtime),
         };
         server.wait_serving().await;
         server
@@ -93,7 +115,7 @@ impl TestServer {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             assert!(
-                !self.task.is_finished(),
+                !self.task.as_ref().is_some_and(|t| t.is_finished()),
                 "service at {} stopped during start-up",
                 self.uri
             );
@@ -123,16 +145,31 @@ impl TestServer {
     }
 
     /// Graceful stop: in-flight calls drain, then the service's result is returned.
-    pub async fn stop(self) -> Result<(), crate::StartError> {
+    pub async fn stop(mut self) -> Result<(), crate::StartError> {
         self.shutdown.cancel();
-        self.task.await.expect("service task panicked")
+        let task = self.task.take().expect("running service");
+        task.await.expect("service task panicked")
     }
 
-    /// Hard stop, as a crash would: the task is dropped mid-work, its
-    /// connections closed, uncommitted transactions rolled back by PostgreSQL.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    /// Hard stop, as a crash would: every task of the service is dropped
+    /// mid-work, its connections closed, uncommitted transactions rolled back
+    /// by PostgreSQL.
+    pub async fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        // Let the kernel see the sockets close before the test goes on.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        // A runtime may not be dropped (blocking) inside another one.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -28,17 +28,43 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The REST gateway (HTTP, default port 8080).
+    Gateway(storefront_gateway::Config),
     /// The product catalog (gRPC, default port 50051).
     Product(storefront_product::Config),
+    /// Carts (gRPC, default port 50052).
+    Cart(storefront_cart::Config),
     /// Stock and reservations (gRPC, default port 50053).
     Inventory(storefront_inventory::Config),
     /// The payment-provider simulator (gRPC, default port 50054).
     Payment(storefront_payment::Config),
+    /// Orders, fed by CheckoutCompleted events (gRPC, default port 50055).
+    Orders(storefront_orders::Config),
+    /// The checkout saga and its outbox relay (gRPC, default port 50056).
+    Checkout(storefront_checkout::Config),
     /// Every service in one process, each on its own port.
     All(Box<AllConfig>),
     /// Asks gRPC servers for their health; exits 0 when every one answers SERVING.
     /// For container health checks and scripts, e.g. `storefront healthcheck http://127.0.0.1:50051`.
     Healthcheck(HealthcheckArgs),
+    /// Prints a JWT for the REST API, signed (HS256) with the gateway's secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The user id (the token's `sub`).
+    #[arg(long)]
+    user: String,
+    /// Adds the `admin` role.
+    #[arg(long)]
+    admin: bool,
+    /// The HS256 secret the gateway verifies with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// How long the token is valid.
+    #[arg(long, default_value = "24h", value_parser = storefront_runtime::config::parse_duration)]
+    ttl: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,11 +102,19 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
 #[derive(Debug, clap::Args)]
 struct AllConfig {
     #[command(flatten)]
+    gateway: storefront_gateway::Config,
+    #[command(flatten)]
     product: storefront_product::Config,
+    #[command(flatten)]
+    cart: storefront_cart::Config,
     #[command(flatten)]
     inventory: storefront_inventory::Config,
     #[command(flatten)]
     payment: storefront_payment::Config,
+    #[command(flatten)]
+    orders: storefront_orders::Config,
+    #[command(flatten)]
+    checkout: storefront_checkout::Config,
 }
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), StartError>> + Send>>;
@@ -92,27 +126,18 @@ struct Service {
     run: Box<dyn FnOnce(TcpListener, Shutdown) -> ServiceFuture + Send>,
 }
 
-fn product(config: storefront_product::Config) -> Service {
-    Service {
-        name: "product",
-        listen: config.listen,
-        run: Box::new(move |l, s| Box::pin(storefront_product::run(config, l, s))),
-    }
-}
-
-fn inventory(config: storefront_inventory::Config) -> Service {
-    Service {
-        name: "inventory",
-        listen: config.listen,
-        run: Box::new(move |l, s| Box::pin(storefront_inventory::run(config, l, s))),
-    }
-}
-
-fn payment(config: storefront_payment::Config) -> Service {
-    Service {
-        name: "payment",
-        listen: config.listen,
-        run: Box::new(move |l, s| Box::pin(storefront_payment::run(config, l, s))),
+impl Service {
+    fn new<C, F, Fut>(name: &'static str, listen: SocketAddr, config: C, run: F) -> Service
+    where
+        C: Send + 'static,
+        F: FnOnce(C, TcpListener, Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), StartError>> + Send + 'static,
+    {
+        Service {
+            name,
+            listen,
+            run: Box::new(move |listener, shutdown| Box::pin(run(config, listener, shutdown))),
+        }
     }
 }
 
@@ -121,19 +146,47 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     storefront_runtime::telemetry::init(cli.common.log_format, &cli.common.log_level)?;
 
+    use storefront_cart as cart;
+    use storefront_checkout as checkout;
+    use storefront_gateway as gateway;
+    use storefront_inventory as inventory;
+    use storefront_orders as orders;
+    use storefront_payment as payment;
+    use storefront_product as product;
     let services = match cli.command {
-        Command::Product(c) => vec![product(c)],
-        Command::Inventory(c) => vec![inventory(c)],
-        Command::Payment(c) => vec![payment(c)],
+        Command::Gateway(c) => vec![Service::new("gateway", c.listen, c, gateway::run)],
+        Command::Product(c) => vec![Service::new("product", c.listen, c, product::run)],
+        Command::Cart(c) => vec![Service::new("cart", c.listen, c, cart::run)],
+        Command::Inventory(c) => vec![Service::new("inventory", c.listen, c, inventory::run)],
+        Command::Payment(c) => vec![Service::new("payment", c.listen, c, payment::run)],
+        Command::Orders(c) => vec![Service::new("orders", c.listen, c, orders::run)],
+        Command::Checkout(c) => vec![Service::new("checkout", c.listen, c, checkout::run)],
         Command::All(all) => {
             let AllConfig {
+                gateway: g,
                 product: p,
+                cart: c,
                 inventory: i,
                 payment: pay,
+                orders: o,
+                checkout: ch,
             } = *all;
-            vec![product(p), inventory(i), payment(pay)]
+            vec![
+                Service::new("product", p.listen, p, product::run),
+                Service::new("inventory", i.listen, i, inventory::run),
+                Service::new("payment", pay.listen, pay, payment::run),
+                Service::new("cart", c.listen, c, cart::run),
+                Service::new("orders", o.listen, o, orders::run),
+                Service::new("checkout", ch.listen, ch, checkout::run),
+                Service::new("gateway", g.listen, g, gateway::run),
+            ]
         }
         Command::Healthcheck(args) => return healthcheck(args).await,
+        Command::Token(args) => {
+            let token = gateway::token(&args.secret, &args.user, args.admin, args.ttl)?;
+            println!("{token}");
+            return Ok(());
+        }
     };
 
     let shutdown = storefront_runtime::shutdown::on_signal();

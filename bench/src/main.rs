@@ -1,0 +1,428 @@
+//! `storefront-bench`: the load generator behind `make bench`. It drives a
+//! running shop through the REST gateway — browsing, cart writes and reads,
+//! checkouts — and measures throughput, latency percentiles, the lag from a
+//! checkout's 201 to its order being readable, the peak memory of the shop's
+//! processes, and, as this machine's reference, pgbench on the same
+//! PostgreSQL. It prints a summary and writes everything as JSON.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "storefront-bench",
+    about = "Load generator for the Storefront REST gateway"
+)]
+struct Args {
+    /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+    /// The gateway's HS256 secret, to mint user tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// How long each phase runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Concurrent clients per phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Concurrent clients in the checkout phase.
+    #[arg(long, default_value_t = 32)]
+    checkout_concurrency: usize,
+    /// Phases to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "products,cart,checkout")]
+    phases: Vec<String>,
+    /// Processes whose peak resident memory is reported (the shop's).
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// A PostgreSQL URL for the pgbench reference run; skipped when absent.
+    #[arg(long)]
+    pgbench_url: Option<String>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    out: std::path::PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration unit in {text:?}")),
+    }
+}
+
+/// Latencies in microseconds and the count of failed operations of one phase.
+struct Recorder {
+    latencies: Histogram<u64>,
+    errors: u64,
+    statuses: BTreeMap<u16, u64>,
+}
+
+impl Recorder {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Recorder {
+            latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            errors: 0,
+            statuses: BTreeMap::new(),
+        })
+    }
+
+    fn merge(&mut self, other: &Recorder) -> anyhow::Result<()> {
+        self.latencies.add(&other.latencies)?;
+        self.errors += other.errors;
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, took: Duration, status: u16, ok: bool) {
+        let micros = took.as_micros().clamp(1, 60_000_000) as u64;
+        let _ = self.latencies.record(micros);
+        *self.statuses.entry(status).or_default() += 1;
+        if !ok {
+            self.errors += 1;
+        }
+    }
+
+    fn report(&self, name: &str, elapsed: Duration) -> Value {
+        let ms = |q: f64| self.latencies.value_at_quantile(q) as f64 / 1000.0;
+        let ops = self.latencies.len();
+        json!({
+            "phase": name,
+            "operations": ops,
+            "errors": self.errors,
+            "statuses": self.statuses,
+            "seconds": elapsed.as_secs_f64(),
+            "throughput_per_s": ops as f64 / elapsed.as_secs_f64(),
+            "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": self.latencies.max() as f64 / 1000.0 },
+        })
+    }
+}
+
+struct Shop {
+    http: reqwest::Client,
+    base: String,
+    secret: String,
+}
+
+impl Shop {
+    fn token(&self, user: &str) -> anyhow::Result<String> {
+        Ok(storefront_gateway::token(
+            &self.secret,
+            user,
+            false,
+            Duration::from_secs(3600),
+        )?)
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = request.bearer_auth(token).send().await?;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+}
+
+/// What one operation reports: its HTTP status, whether it succeeded, and the
+/// latency to record when only part of it is the measured call.
+type Outcome = (u16, bool, Option<Duration>);
+
+/// Runs `clients` copies of `operation` until `duration` passes; each call of
+/// `operation` is one measured operation.
+async fn phase<F, Fut>(
+    name: &str,
+    clients: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Value>
+where
+    F: Fn(usize, u64, Arc<Shop>) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = Outcome> + Send,
+{
+    anyhow::ensure!(clients > 0, "a phase needs at least one client");
+    let shop = SHOP.get().context("shop not set")?.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let (stop, shop, operation) = (stop.clone(), shop.clone(), operation.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut recorder = Recorder::new()?;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let (status, ok, measured) = operation(client, n, shop.clone()).await;
+                recorder.record(measured.unwrap_or_else(|| t.elapsed()), status, ok);
+                n += 1;
+            }
+            anyhow::Ok(recorder)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Recorder::new()?;
+    for task in tasks {
+        total.merge(&task.await??)?;
+    }
+    let report = total.report(name, started.elapsed());
+    println!(
+        "{name:<10} {:>9.0} op/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        report["throughput_per_s"].as_f64().unwrap_or(0.0),
+        report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        report["errors"]
+    );
+    Ok(report)
+}
+
+static SHOP: std::sync::OnceLock<Arc<Shop>> = std::sync::OnceLock::new();
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+fn user(prefix: &str, client: usize, n: u64) -> String {
+    format!(
+        "bench-{}-{prefix}-{client}-{n}",
+        RUN.load(Ordering::Relaxed)
+    )
+}
+
+async fn products(_: usize, _: u64, shop: Arc<Shop>) -> Outcome {
+    match shop
+        .http
+        .get(format!("{}/api/v1/products", shop.base))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let ok = status == 200 && response.bytes().await.is_ok();
+            (status, ok, None)
+        }
+        Err(_) => (0, false, None),
+    }
+}
+
+/// One cart add followed by one cart read, for a user per client.
+async fn cart(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
+    let user = user("cart", client, 0);
+    let Ok(token) = shop.token(&user) else {
+        return (0, false, None);
+    };
+    let product = 1 + (n % 5);
+    let add = shop
+        .http
+        .post(format!("{}/api/v1/cart/items", shop.base))
+        .json(&json!({"product_id": product, "quantity": 1}));
+    let added = match shop.send(add, &token).await {
+        Ok((201, _)) => true,
+        // A full line (99) is reset so the loop can go on.
+        Ok((400, _)) => {
+            let clear = shop.http.delete(format!("{}/api/v1/cart", shop.base));
+            let _ = shop.send(clear, &token).await;
+            true
+        }
+        Ok((status, _)) => return (status, false, None),
+        Err(_) => return (0, false, None),
+    };
+    match shop
+        .send(shop.http.get(format!("{}/api/v1/cart", shop.base)), &token)
+        .await
+    {
+        Ok((status, _)) => (status, added && status == 200, None),
+        Err(_) => (0, false, None),
+    }
+}
+
+/// Lags (µs) from a checkout's 201 to its order being readable, for a sample of checkouts.
+static LAGS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// A fresh user adds one item and checks out (only the checkout call is
+/// timed); every 10th checkout is followed until its order is readable, to
+/// measure the lag.
+async fn checkout(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
+    let user = user("checkout", client, n);
+    let Ok(token) = shop.token(&user) else {
+        return (0, false, None);
+    };
+    let add = shop
+        .http
+        .post(format!("{}/api/v1/cart/items", shop.base))
+        .json(&json!({"product_id": 1 + (n % 5), "quantity": 1}));
+    if !matches!(shop.send(add, &token).await, Ok((201, _))) {
+        return (0, false, None);
+    }
+    let pay = shop
+        .http
+        .post(format!("{}/api/v1/checkout", shop.base))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"payment_method": "pm_card_visa"}));
+    let t = Instant::now();
+    let (status, body) = match shop.send(pay, &token).await {
+        Ok(answer) => answer,
+        Err(_) => return (0, false, None),
+    };
+    let took = t.elapsed();
+    let ok = status == 201;
+    if ok && n.is_multiple_of(10) {
+        let checkout_id = body["checkout_id"].as_str().unwrap_or_default().to_owned();
+        let created = Instant::now();
+        let shop = shop.clone();
+        tokio::spawn(async move {
+            let deadline = created + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let list = shop.http.get(format!("{}/api/v1/orders", shop.base));
+                if let Ok((200, orders)) = shop.send(list, &token).await {
+                    let found = orders["orders"].as_array().is_some_and(|all| {
+                        all.iter().any(|o| o["checkout_id"] == checkout_id.as_str())
+                    });
+                    if found {
+                        if let Ok(mut lags) = LAGS.lock() {
+                            lags.push(created.elapsed().as_micros() as u64);
+                        }
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+    (status, ok, Some(took))
+}
+
+/// Peak resident memory (VmHWM, kB) of each process.
+fn peak_rss_kib(pids: &[u32]) -> BTreeMap<u32, u64> {
+    pids.iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some((*pid, kib))
+        })
+        .collect()
+}
+
+/// pgbench's TPC-B-like run on a scratch database, as the machine's reference.
+fn pgbench(url: &str) -> anyhow::Result<Value> {
+    let init = std::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "10", url])
+        .output()?;
+    if !init.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    let run = std::process::Command::new("pgbench")
+        .args(["-c", "8", "-j", "2", "-T", "10", url])
+        .output()?;
+    let text = String::from_utf8_lossy(&run.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps ="))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("pgbench printed no tps")?;
+    println!("pgbench    {tps:>9.0} tps (TPC-B-like, 8 clients, scale 10)");
+    Ok(json!({ "tps": tps, "clients": 8, "scale": 10, "seconds": 10 }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    RUN.store(
+        chrono::Utc::now().timestamp_millis() as u64,
+        Ordering::Relaxed,
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let shop = Arc::new(Shop {
+        http,
+        base: args.gateway.trim_end_matches('/').to_owned(),
+        secret: args.jwt_secret.clone(),
+    });
+    if SHOP.set(shop).is_err() {
+        bail!("shop set twice");
+    }
+
+    let mut phases = Vec::new();
+    for name in &args.phases {
+        let report = match name.as_str() {
+            "products" => phase("products", args.concurrency, args.duration, products).await?,
+            "cart" => phase("cart", args.concurrency, args.duration, cart).await?,
+            "checkout" => {
+                let mut report = phase(
+                    "checkout",
+                    args.checkout_concurrency,
+                    args.duration,
+                    checkout,
+                )
+                .await?;
+                // Let the sampled followers finish.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let mut lags = LAGS.lock().map(|l| l.clone()).unwrap_or_default();
+                lags.sort_unstable();
+                let at = |q: f64| {
+                    lags.get(((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1)))
+                        .map_or(0.0, |v| *v as f64 / 1000.0)
+                };
+                report["order_lag_ms"] =
+                    json!({ "samples": lags.len(), "p50": at(0.5), "p99": at(0.99) });
+                println!(
+                    "order lag  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} samples)",
+                    at(0.5),
+                    at(0.99),
+                    lags.len()
+                );
+                report
+            }
+            other => bail!("unknown phase {other:?} (products, cart, checkout)"),
+        };
+        phases.push(report);
+    }
+
+    let rss = peak_rss_kib(&args.pids);
+    let total_mib = rss.values().sum::<u64>() as f64 / 1024.0;
+    println!(
+        "peak RSS   {total_mib:>9.1} MiB over {} process(es)",
+        rss.len()
+    );
+    let pgbench = match &args.pgbench_url {
+        Some(url) => pgbench(url)?,
+        None => Value::Null,
+    };
+    let report = json!({
+        "generated_at": chrono::Utc::now().to_rfc3339(),
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "settings": { "duration_s": args.duration.as_secs_f64(), "concurrency": args.concurrency, "checkout_concurrency": args.checkout_concurrency },
+        "phases": phases,
+        "peak_rss_mib": { "total": total_mib, "per_pid_kib": rss },
+        "pgbench": pgbench,
+    });
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("report: {}", args.out.display());
+    Ok(())
+}

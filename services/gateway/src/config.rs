@@ -1,0 +1,182 @@
+//! Settings of the REST gateway (flags, with environment fallbacks).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use storefront_runtime::config::parse_duration;
+
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "gateway-config")]
+#[command(next_help_heading = "Gateway")]
+pub struct Config {
+    /// Address the REST gateway (HTTP) listens on.
+    #[arg(
+        id = "gateway-listen",
+        long = "gateway-listen",
+        env = "GATEWAY_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: SocketAddr,
+    /// gRPC address of the product service.
+    #[arg(
+        id = "gateway-product-url",
+        long = "gateway-product-url",
+        env = "GATEWAY_PRODUCT_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub product_url: String,
+    /// gRPC address of the cart service.
+    #[arg(
+        id = "gateway-cart-url",
+        long = "gateway-cart-url",
+        env = "GATEWAY_CART_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub cart_url: String,
+    /// gRPC address of the checkout service.
+    #[arg(
+        id = "gateway-checkout-url",
+        long = "gateway-checkout-url",
+        env = "GATEWAY_CHECKOUT_URL",
+        default_value = "http://127.0.0.1:50056"
+    )]
+    pub checkout_url: String,
+    /// gRPC address of the orders service.
+    #[arg(
+        id = "gateway-orders-url",
+        long = "gateway-orders-url",
+        env = "GATEWAY_ORDERS_URL",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub orders_url: String,
+    /// Deadline of every backend call except Checkout; a slower answer gives 504.
+    #[arg(id = "gateway-backend-timeout", long = "gateway-backend-timeout", env = "GATEWAY_BACKEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub backend_timeout: Duration,
+    /// Deadline of a Checkout call (the whole saga: reserve, charge, confirm).
+    #[arg(id = "gateway-checkout-timeout", long = "gateway-checkout-timeout", env = "GATEWAY_CHECKOUT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub checkout_timeout: Duration,
+    /// HS256 secret that signs user tokens. This and/or --jwt-public-key-file is required.
+    #[arg(
+        id = "jwt-secret",
+        long = "jwt-secret",
+        env = "JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA for RS256, or P-256 EC for ES256) that verifies user tokens.
+    #[arg(
+        id = "jwt-public-key-file",
+        long = "jwt-public-key-file",
+        env = "JWT_PUBLIC_KEY_FILE"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// When set, tokens must carry this `iss`.
+    #[arg(id = "jwt-issuer", long = "jwt-issuer", env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    #[arg(id = "jwt-audience", long = "jwt-audience", env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Sustained requests per second of one signed-in user; 0 turns the limit off.
+    #[arg(
+        id = "gateway-rate-limit-per-user",
+        long = "gateway-rate-limit-per-user",
+        env = "GATEWAY_RATE_LIMIT_PER_USER",
+        default_value_t = 50.0
+    )]
+    pub rate_limit_per_user: f64,
+    /// Requests one signed-in user may make at once before the sustained rate applies.
+    #[arg(
+        id = "gateway-rate-limit-per-user-burst",
+        long = "gateway-rate-limit-per-user-burst",
+        env = "GATEWAY_RATE_LIMIT_PER_USER_BURST",
+        default_value_t = 100
+    )]
+    pub rate_limit_per_user_burst: u32,
+    /// Sustained requests per second of one client address without a token; 0 turns the limit off.
+    #[arg(
+        id = "gateway-rate-limit-per-ip",
+        long = "gateway-rate-limit-per-ip",
+        env = "GATEWAY_RATE_LIMIT_PER_IP",
+        default_value_t = 20.0
+    )]
+    pub rate_limit_per_ip: f64,
+    /// Requests one client address without a token may make at once.
+    #[arg(
+        id = "gateway-rate-limit-per-ip-burst",
+        long = "gateway-rate-limit-per-ip-burst",
+        env = "GATEWAY_RATE_LIMIT_PER_IP_BURST",
+        default_value_t = 40
+    )]
+    pub rate_limit_per_ip_burst: u32,
+    /// Origins browsers may call the API from, comma-separated; `*` allows any.
+    #[arg(
+        id = "gateway-cors-allowed-origins",
+        long = "gateway-cors-allowed-origins",
+        env = "GATEWAY_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub cors_allowed_origins: Vec<String>,
+    /// Consecutive backend failures (unavailable, timeout, internal) that open its circuit; 0 never opens.
+    #[arg(
+        id = "gateway-breaker-failure-threshold",
+        long = "gateway-breaker-failure-threshold",
+        env = "GATEWAY_BREAKER_FAILURE_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub breaker_failure_threshold: u32,
+    /// How long an open circuit answers 503 without calling the backend before it probes again.
+    #[arg(id = "gateway-breaker-open-duration", long = "gateway-breaker-open-duration", env = "GATEWAY_BREAKER_OPEN_DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub breaker_open_duration: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let cli = Cli::try_parse_from(["gateway", "--jwt-secret", "s"]);
+        let Ok(Cli { config }) = cli else {
+            panic!("defaults do not parse: {cli:?}");
+        };
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
+        assert_eq!(config.product_url, "http://127.0.0.1:50051");
+        assert_eq!(config.cart_url, "http://127.0.0.1:50052");
+        assert_eq!(config.checkout_url, "http://127.0.0.1:50056");
+        assert_eq!(config.orders_url, "http://127.0.0.1:50055");
+        assert_eq!(config.backend_timeout, Duration::from_secs(5));
+        assert_eq!(config.checkout_timeout, Duration::from_secs(15));
+        assert_eq!(config.cors_allowed_origins, vec!["*".to_owned()]);
+    }
+
+    #[test]
+    fn origins_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--gateway-cors-allowed-origins",
+            "https://a.example,https://b.example",
+        ]);
+        let origins = cli.map(|c| c.config.cors_allowed_origins).ok();
+        assert_eq!(
+            origins,
+            Some(vec![
+                "https://a.example".to_owned(),
+                "https://b.example".to_owned()
+            ])
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Limits at the edge: token-bucket rate limits per user (per client address
+//! for requests without a valid token) and the 64 KiB cap on request bodies.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_LENGTH;
+
+use crate::auth::{Identity, UserId};
+use crate::config::Config;
+use crate::problem::ApiError;
+
+/// Largest request body, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Buckets kept before idle (full) ones are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// One token bucket per key: `burst` tokens, refilled at `rate` per second.
+#[derive(Debug)]
+struct Buckets<K> {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+impl<K: Eq + Hash> Buckets<K> {
+    fn new(rate: f64, burst: u32) -> Self {
+        Buckets {
+            rate: if rate.is_finite() { rate.max(0.0) } else { 0.0 },
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key`, or says how long until one is there.
+    fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
+        if self.rate == 0.0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > PRUNE_ABOVE {
+            // A bucket that has refilled completely holds nothing worth remembering.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.rate;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+}
+
+/// Rate limits of the API routes.
+#[derive(Debug)]
+pub struct RateLimits {
+    per_user: Buckets<UserId>,
+    per_ip: Buckets<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn new(config: &Config) -> Self {
+        RateLimits {
+            per_user: Buckets::new(config.rate_limit_per_user, config.rate_limit_per_user_burst),
+            per_ip: Buckets::new(config.rate_limit_per_ip, config.rate_limit_per_ip_burst),
+        }
+    }
+}
+
+/// Admits the request or answers 429 with `Retry-After`. Signed-in callers
+/// are limited per user; everyone else (no token, or a refused one) per
+/// client address as the connection shows it.
+pub async fn rate_limit(
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let now = Instant::now();
+    let (kind, admitted) = match request.extensions().get::<Identity>() {
+        Some(Identity::Caller(caller)) => ("user", limits.per_user.take(caller.user.clone(), now)),
+        _ => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+            ("ip", limits.per_ip.take(ip, now))
+        }
+    };
+    match admitted {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => {
+            metrics::counter!("http_server_rate_limited_total", "limit" => kind).increment(1);
+            ApiError::RateLimited { retry_after }.into_response()
+        }
+    }
+}
+
+/// Refuses a declared body over [`BODY_LIMIT`] before anything reads it; a
+/// body without a length is cut off by `DefaultBodyLimit` where it is read.
+pub async fn cap_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > BODY_LIMIT as u64 => ApiError::PayloadTooLarge.into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_sustained_rate() {
+        let buckets = Buckets::new(2.0, 3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(buckets.take("a", start), Ok(()));
+        }
+        let refused = buckets.take("a", start);
+        assert_eq!(refused, Err(Duration::from_millis(500)));
+        assert_eq!(buckets.take("b", start), Ok(()), "keys are independent");
+        let later = start + Duration::from_millis(500);
+        assert_eq!(buckets.take("a", later), Ok(()), "one token refilled");
+        assert!(buckets.take("a", later).is_err());
+    }
+
+    #[test]
+    fn rate_zero_is_unlimited() {
+        let buckets = Buckets::new(0.0, 1);
+        let now = Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(buckets.take(1, now), Ok(()));
+        }
+    }
+
+    #[test]
+    fn idle_buckets_are_pruned() {
+        let buckets = Buckets::new(1000.0, 1);
+        let start = Instant::now();
+        for key in 0..=PRUNE_ABOVE {
+            let _ = buckets.take(key, start);
+        }
+        let later = start + Duration::from_secs(1);
+        let _ = buckets.take(usize::MAX, later);
+        let kept = buckets.buckets.lock().map(|b| b.len()).unwrap_or_default();
+        assert_eq!(kept, 1);
+    }
+}

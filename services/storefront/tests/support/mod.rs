@@ -1,0 +1,484 @@
+//! A whole shop for end-to-end tests: every service as its own `storefront`
+//! process on random loopback ports, with fresh databases, its own Kafka
+//! topics and consumer groups and Redis key prefix, so tests run side by
+//! side; plus the handles a fault test needs (kill and restart a service).
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use storefront_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use storefront_proto::inventory::v1::{GetStockRequest, StockLevel};
+use storefront_runtime::kafka;
+use storefront_runtime::testing::{fresh_database, kafka_bootstrap_servers};
+
+pub const SERVICES: [&str; 7] = [
+    "product",
+    "inventory",
+    "payment",
+    "cart",
+    "orders",
+    "checkout",
+    "gateway",
+];
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
+
+/// Settings a test may change before the shop starts.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra flags per service, e.g. `("payment", vec!["--payment-latency", "2s"])`.
+    pub extra: Vec<(&'static str, Vec<String>)>,
+    /// Laptops in stock (product 1); the seed's 50 when `None`.
+    pub laptops: Option<i64>,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub struct Shop {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub checkout_topic: String,
+    pub order_topic: String,
+    pub addrs: HashMap<&'static str, SocketAddr>,
+    pub databases: HashMap<&'static str, String>,
+    args: HashMap<&'static str, Vec<String>>,
+    children: HashMap<&'static str, Child>,
+    logs: tempfile::TempDir,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Shop {
+    pub async fn start(options: Options) -> Shop {
+        let logs = tempfile::tempdir().expect("temp dir");
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let checkout_topic = format!("e2e-checkout-{run}");
+        let order_topic = format!("e2e-order-{run}");
+        let admin = kafka::admin(&kafka_bootstrap_servers()).expect("kafka admin");
+        for topic in [&checkout_topic, &order_topic] {
+            kafka::ensure_topic(&admin, topic, 3, 1)
+                .await
+                .expect("topic");
+            kafka::ensure_topic(&admin, &format!("{topic}.dlq"), 1, 1)
+                .await
+                .expect("dlq topic");
+        }
+        let mut databases = HashMap::new();
+        for service in ["cart", "inventory", "payment", "orders", "checkout"] {
+            databases.insert(service, fresh_database(&format!("e2e_{service}")).await);
+        }
+        let catalog = format!(
+            "sqlite://{}?mode=rwc",
+            logs.path().join("catalog.db").display()
+        );
+        let addrs: HashMap<_, _> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let url = |s: &str| format!("http://{}", addrs[s]);
+        let kafka = kafka_bootstrap_servers();
+        let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into());
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut args: HashMap<&'static str, Vec<String>> = HashMap::new();
+        args.insert(
+            "product",
+            strings(&[
+                "product",
+                "--product-listen",
+                &addrs["product"].to_string(),
+                "--product-database-url",
+                &catalog,
+            ]),
+        );
+        args.insert(
+            "inventory",
+            strings(&[
+                "inventory",
+                "--inventory-listen",
+                &addrs["inventory"].to_string(),
+                "--inventory-database-url",
+                &databases["inventory"],
+            ]),
+        );
+        args.insert(
+            "payment",
+            strings(&[
+                "payment",
+                "--payment-listen",
+                &addrs["payment"].to_string(),
+                "--payment-database-url",
+                &databases["payment"],
+            ]),
+        );
+        args.insert(
+            "cart",
+            strings(&[
+                "cart",
+                "--cart-listen",
+                &addrs["cart"].to_string(),
+                "--cart-database-url",
+                &databases["cart"],
+                "--cart-redis-url",
+                &redis,
+                "--cart-cache-prefix",
+                &format!("e2e-{run}"),
+                "--cart-product-url",
+                &url("product"),
+                "--cart-kafka-bootstrap",
+                &kafka,
+                "--cart-checkout-topic",
+                &checkout_topic,
+                "--cart-consumer-group",
+                &format!("e2e-cart-{run}"),
+            ]),
+        );
+        args.insert(
+            "orders",
+            strings(&[
+                "orders",
+                "--orders-listen",
+                &addrs["orders"].to_string(),
+                "--orders-database-url",
+                &databases["orders"],
+                "--orders-kafka-bootstrap",
+                &kafka,
+                "--orders-checkout-topic",
+                &checkout_topic,
+                "--orders-order-topic",
+                &order_topic,
+                "--orders-consumer-group",
+                &format!("e2e-orders-{run}"),
+            ]),
+        );
+        args.insert(
+            "checkout",
+            strings(&[
+                "checkout",
+                "--checkout-listen",
+                &addrs["checkout"].to_string(),
+                "--checkout-database-url",
+                &databases["checkout"],
+                "--checkout-cart-url",
+                &url("cart"),
+                "--checkout-product-url",
+                &url("product"),
+                "--checkout-inventory-url",
+                &url("inventory"),
+                "--checkout-payment-url",
+                &url("payment"),
+                "--checkout-kafka-bootstrap",
+                &kafka,
+                "--checkout-topic",
+                &checkout_topic,
+            ]),
+        );
+        args.insert(
+            "gateway",
+            strings(&[
+                "gateway",
+                "--gateway-listen",
+                &addrs["gateway"].to_string(),
+                "--gateway-product-url",
+                &url("product"),
+                "--gateway-cart-url",
+                &url("cart"),
+                "--gateway-checkout-url",
+                &url("checkout"),
+                "--gateway-orders-url",
+                &url("orders"),
+                "--jwt-secret",
+                SECRET,
+            ]),
+        );
+        for (service, extra) in &options.extra {
+            args.get_mut(service)
+                .expect("known service")
+                .extend(extra.iter().cloned());
+        }
+        let mut shop = Shop {
+            base: url("gateway"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            checkout_topic,
+            order_topic,
+            addrs,
+            databases,
+            args,
+            children: HashMap::new(),
+            logs,
+        };
+        for service in SERVICES {
+            shop.spawn(service);
+        }
+        shop.wait_ready().await;
+        if let Some(laptops) = options.laptops {
+            shop.set_stock(1, laptops).await;
+        }
+        shop
+    }
+
+    fn spawn(&mut self, service: &'static str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.path().join(format!("{service}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_storefront"))
+            .args(&self.args[service])
+            .env("METRICS_LISTEN", "off")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {service}: {e}"));
+        self.children.insert(service, child);
+    }
+
+    /// The last lines a service logged, for failure messages.
+    pub fn log_tail(&self, service: &str) -> String {
+        let text = std::fs::read_to_string(self.logs.path().join(format!("{service}.log")))
+            .unwrap_or_default();
+        let lines: Vec<_> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until the gateway reports every backend ready.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let exited: Vec<String> = self
+                .children
+                .iter_mut()
+                .filter_map(|(service, child)| {
+                    child
+                        .try_wait()
+                        .ok()
+                        .flatten()
+                        .map(|status| format!("{service} ({status})"))
+                })
+                .collect();
+            if let Some(first) = exited.first() {
+                let service = first.split(' ').next().unwrap_or_default();
+                panic!(
+                    "{first} exited during start-up:\n{}",
+                    self.log_tail(service)
+                );
+            }
+            let ready = self.http.get(format!("{}/readyz", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shop not ready within 60 s:\n{}",
+                self.log_tail("gateway")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self, service: &'static str) {
+        let mut child = self.children.remove(service).expect("running service");
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+    }
+
+    /// Starts `service` again, with `extra` flags added, and waits until the shop is ready.
+    pub async fn restart(&mut self, service: &'static str, extra: &[&str]) {
+        if self.children.contains_key(service) {
+            self.kill(service);
+        }
+        self.args
+            .get_mut(service)
+            .expect("known service")
+            .extend(extra.iter().map(|s| (*s).to_owned()));
+        self.spawn(service);
+        self.wait_ready().await;
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        storefront_gateway::token(SECRET, user, false, Duration::from_secs(3600)).expect("token")
+    }
+
+    pub fn admin_token(&self, user: &str) -> String {
+        storefront_gateway::token(SECRET, user, true, Duration::from_secs(3600)).expect("token")
+    }
+
+    /// A request as `token` (none when empty) with an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("gateway reachable");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn add_to_cart(&self, token: &str, product_id: i64, quantity: i64) -> Response {
+        let body = serde_json::json!({ "product_id": product_id, "quantity": quantity });
+        self.call(Method::POST, "/api/v1/cart/items", token, Some(body))
+            .await
+    }
+
+    pub async fn checkout(&self, token: &str, key: &str, payment_method: &str) -> Response {
+        let body = serde_json::json!({ "payment_method": payment_method });
+        self.call_with(
+            Method::POST,
+            "/api/v1/checkout",
+            token,
+            Some(body),
+            &[("Idempotency-Key", key)],
+        )
+        .await
+    }
+
+    /// Polls `GET /api/v1/orders` until an order of `checkout_id` shows up.
+    pub async fn wait_for_order(&self, token: &str, checkout_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let orders = self.call(Method::GET, "/api/v1/orders", token, None).await;
+            assert_eq!(orders.status, StatusCode::OK, "{:?}", orders.body);
+            let found: Vec<&Value> = orders.body["orders"]
+                .as_array()
+                .expect("orders")
+                .iter()
+                .filter(|o| o["checkout_id"] == checkout_id)
+                .collect();
+            assert!(
+                found.len() <= 1,
+                "more than one order for checkout {checkout_id}: {found:?}"
+            );
+            if let Some(order) = found.first() {
+                return (*order).clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no order for checkout {checkout_id} within 60 s:\n{}",
+                self.log_tail("orders")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stock(&self, product_id: i64) -> StockLevel {
+        let channel = storefront_runtime::client::channel(
+            &format!("http://{}", self.addrs["inventory"]),
+            Duration::from_secs(5),
+        )
+        .expect("channel");
+        let mut client = InventoryServiceClient::new(channel);
+        let answer = client
+            .get_stock(GetStockRequest {
+                product_ids: vec![product_id],
+            })
+            .await
+            .expect("GetStock");
+        answer.into_inner().stock.pop().expect("stock level")
+    }
+
+    async fn set_stock(&self, product_id: i64, on_hand: i64) {
+        let pool = sqlx::PgPool::connect(&self.databases["inventory"])
+            .await
+            .expect("inventory database");
+        sqlx::query("UPDATE stock SET on_hand = $2, reserved = 0 WHERE product_id = $1")
+            .bind(product_id)
+            .bind(on_hand)
+            .execute(&pool)
+            .await
+            .expect("set stock");
+    }
+
+    /// Rows of `sql` (a count) in `service`'s database.
+    pub async fn count(&self, service: &str, sql: &'static str, bind: &str) -> i64 {
+        let pool = sqlx::PgPool::connect(&self.databases[service])
+            .await
+            .expect("database");
+        sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `seconds`.
+pub async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
