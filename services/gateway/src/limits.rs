@@ -116,7 +116,11 @@ pub async fn rate_limit(
     }
 }
 
-/// Refuses a declared body over [`BODY_LIMIT`] before anything reads it; a
+/// Declared bodies up to this size are read and discarded before the 413, so
+/// a client still sending can read the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Refuses a declared body over [`BODY_LIMIT`] before any handler reads it; a
 /// body without a length is cut off by `DefaultBodyLimit` where it is read.
 pub async fn cap_body(request: Request, next: Next) -> Response {
     let declared = request
@@ -125,7 +129,17 @@ pub async fn cap_body(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > BODY_LIMIT as u64 => ApiError::PayloadTooLarge.into_response(),
+        Some(length) if length > BODY_LIMIT as u64 => {
+            if length <= DRAIN_LIMIT as u64 {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            }
+            let mut response = ApiError::PayloadTooLarge.into_response();
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            response
+        }
         _ => next.run(request).await,
     }
 }

@@ -56,7 +56,7 @@ async fn a_checkout_killed_mid_saga_is_finished_by_recovery() {
     let _serial = INFRASTRUCTURE.lock().await;
     let shop = Shop::start(Options {
         extra: vec![
-            ("payment", vec!["--payment-latency".into(), "3s".into()]),
+            ("payment", vec!["--payment-latency".into(), "1500ms".into()]),
             (
                 "checkout",
                 vec![
@@ -102,6 +102,7 @@ async fn a_checkout_killed_mid_saga_is_finished_by_recovery() {
     })
     .await;
     let laptops = shop.stock(1).await;
+    println!("after the crash the saga ended with HTTP {}", outcome.status);
     match outcome.status {
         StatusCode::CREATED => {
             let checkout_id = outcome.body["checkout_id"].as_str().expect("checkout id");

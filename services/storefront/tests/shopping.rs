@@ -85,7 +85,8 @@ async fn browsing_carts_and_their_errors() {
             json!({"product_id": -1, "quantity": 1}),
             "invalid_product_id",
         ),
-        (json!({"quantity": 1}), "invalid_request"),
+        (json!({"quantity": 1}), "invalid_product_id"),
+        (json!([1, 1]), "invalid_request"),
     ] {
         let refused = shop
             .call(
