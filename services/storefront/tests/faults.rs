@@ -102,7 +102,10 @@ async fn a_checkout_killed_mid_saga_is_finished_by_recovery() {
     })
     .await;
     let laptops = shop.stock(1).await;
-    println!("after the crash the saga ended with HTTP {}", outcome.status);
+    println!(
+        "after the crash the saga ended with HTTP {}",
+        outcome.status
+    );
     match outcome.status {
         StatusCode::CREATED => {
             let checkout_id = outcome.body["checkout_id"].as_str().expect("checkout id");

@@ -40,6 +40,10 @@ pub struct Options {
     pub extra: Vec<(&'static str, Vec<String>)>,
     /// Laptops in stock (product 1); the seed's 50 when `None`.
     pub laptops: Option<i64>,
+    /// Run every service in one `storefront all` process instead of one process each.
+    pub one_process: bool,
+    /// Where the Prometheus endpoint listens; off when `None`.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Response {
@@ -63,6 +67,7 @@ pub struct Shop {
     pub databases: HashMap<&'static str, String>,
     args: HashMap<&'static str, Vec<String>>,
     children: HashMap<&'static str, Child>,
+    metrics: String,
     logs: tempfile::TempDir,
 }
 
@@ -231,10 +236,23 @@ impl Shop {
             databases,
             args,
             children: HashMap::new(),
+            metrics: options
+                .metrics
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             logs,
         };
-        for service in SERVICES {
-            shop.spawn(service);
+        if options.one_process {
+            // `storefront all` takes every service's flags (without their subcommands).
+            let mut all = vec!["all".to_owned()];
+            for service in SERVICES {
+                all.extend(shop.args[service].iter().skip(1).cloned());
+            }
+            shop.args.insert("all", all);
+            shop.spawn("all");
+        } else {
+            for service in SERVICES {
+                shop.spawn(service);
+            }
         }
         shop.wait_ready().await;
         if let Some(laptops) = options.laptops {
@@ -251,7 +269,7 @@ impl Shop {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_storefront"))
             .args(&self.args[service])
-            .env("METRICS_LISTEN", "off")
+            .env("METRICS_LISTEN", &self.metrics)
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
@@ -259,6 +277,32 @@ impl Shop {
             .spawn()
             .unwrap_or_else(|e| panic!("start {service}: {e}"));
         self.children.insert(service, child);
+    }
+
+    /// Everything a process logged.
+    pub fn log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(format!("{service}.log"))).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (20 s at most) for the process to exit.
+    pub fn terminate(&mut self, service: &'static str) -> std::process::ExitStatus {
+        let mut child = self.children.remove(service).expect("running process");
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The last lines a service logged, for failure messages.
