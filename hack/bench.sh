@@ -70,4 +70,5 @@ PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d bench_inv
   "UPDATE stock SET on_hand = 100000000" >/dev/null
 
 "$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" \
+  --checkout-database-url "$pg/bench_checkout" --orders-database-url "$pg/bench_orders" \
   --pgbench-url "$pg/bench_pgbench" --out "${BENCH_OUT:-bench/results/latest.json}" "$@"

@@ -42,6 +42,12 @@ struct Args {
     /// Processes whose peak resident memory is reported (the shop's).
     #[arg(long = "pid")]
     pids: Vec<u32>,
+    /// The checkout service's database, to measure the checkout->order lag.
+    #[arg(long)]
+    checkout_database_url: Option<String>,
+    /// The orders service's database, to measure the checkout->order lag.
+    #[arg(long)]
+    orders_database_url: Option<String>,
     /// A PostgreSQL URL for the pgbench reference run; skipped when absent.
     #[arg(long)]
     pgbench_url: Option<String>,
@@ -252,12 +258,7 @@ async fn cart(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
     }
 }
 
-/// Lags (µs) from a checkout's 201 to its order being readable, for a sample of checkouts.
-static LAGS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
-
-/// A fresh user adds one item and checks out (only the checkout call is
-/// timed); every 10th checkout is followed until its order is readable, to
-/// measure the lag.
+/// A fresh user adds one item and checks out; only the checkout call is timed.
 async fn checkout(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
     let user = user("checkout", client, n);
     let Ok(token) = shop.token(&user) else {
@@ -281,31 +282,65 @@ async fn checkout(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
         Err(_) => return (0, false, None),
     };
     let took = t.elapsed();
-    let ok = status == 201;
-    if ok && n.is_multiple_of(10) {
-        let checkout_id = body["checkout_id"].as_str().unwrap_or_default().to_owned();
-        let created = Instant::now();
-        let shop = shop.clone();
-        tokio::spawn(async move {
-            let deadline = created + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let list = shop.http.get(format!("{}/api/v1/orders", shop.base));
-                if let Ok((200, orders)) = shop.send(list, &token).await {
-                    let found = orders["orders"].as_array().is_some_and(|all| {
-                        all.iter().any(|o| o["checkout_id"] == checkout_id.as_str())
-                    });
-                    if found {
-                        if let Ok(mut lags) = LAGS.lock() {
-                            lags.push(created.elapsed().as_micros() as u64);
-                        }
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
-    }
+    let ok = status == 201 && body["status"] == "COMPLETED";
     (status, ok, Some(took))
+}
+
+/// The lag from each checkout of this run becoming COMPLETED to its order
+/// existing, from the two services' databases (one PostgreSQL server, one
+/// clock; both stamps are their transaction's `now()`). Waits up to 30 s for
+/// the last orders.
+async fn order_lag(checkout_url: &str, orders_url: &str) -> anyhow::Result<Value> {
+    let pattern = format!("bench-{}-checkout-%", RUN.load(Ordering::Relaxed));
+    let checkouts = sqlx::PgPool::connect(checkout_url).await?;
+    let orders = sqlx::PgPool::connect(orders_url).await?;
+    let completed: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id::text, updated_at FROM checkout_sessions WHERE status = 'COMPLETED' AND user_id LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&checkouts)
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let created: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT checkout_id::text, created_at FROM orders WHERE user_id LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_all(&orders)
+        .await?;
+        if created.len() >= completed.len() || Instant::now() > deadline {
+            break created;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let created: BTreeMap<String, chrono::DateTime<chrono::Utc>> = created.into_iter().collect();
+    let mut lags: Vec<f64> = completed
+        .iter()
+        .filter_map(|(id, at)| {
+            let order = created.get(id)?;
+            Some((*order - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let index = ((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1));
+        lags.get(index).copied().unwrap_or(0.0)
+    };
+    println!(
+        "order lag  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} of {} checkouts have their order)",
+        at(0.5),
+        at(0.99),
+        lags.len(),
+        completed.len()
+    );
+    Ok(json!({
+        "checkouts": completed.len(),
+        "orders": lags.len(),
+        "p50": at(0.5),
+        "p99": at(0.99),
+        "max": lags.last().copied().unwrap_or(0.0),
+        "measured": "order row created_at minus checkout COMPLETED updated_at (same PostgreSQL clock)",
+    }))
 }
 
 /// Peak resident memory (VmHWM, kB) of each process.
@@ -378,22 +413,11 @@ async fn main() -> anyhow::Result<()> {
                     checkout,
                 )
                 .await?;
-                // Let the sampled followers finish.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let mut lags = LAGS.lock().map(|l| l.clone()).unwrap_or_default();
-                lags.sort_unstable();
-                let at = |q: f64| {
-                    lags.get(((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1)))
-                        .map_or(0.0, |v| *v as f64 / 1000.0)
-                };
-                report["order_lag_ms"] =
-                    json!({ "samples": lags.len(), "p50": at(0.5), "p99": at(0.99) });
-                println!(
-                    "order lag  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} samples)",
-                    at(0.5),
-                    at(0.99),
-                    lags.len()
-                );
+                if let (Some(checkouts), Some(orders)) =
+                    (&args.checkout_database_url, &args.orders_database_url)
+                {
+                    report["order_lag_ms"] = order_lag(checkouts, orders).await?;
+                }
                 report
             }
             other => bail!("unknown phase {other:?} (products, cart, checkout)"),

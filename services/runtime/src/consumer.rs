@@ -1,6 +1,7 @@
-//! Consuming events, the one Storefront way: records of a partition are
-//! handled one at a time, in order; an offset is committed only after the
-//! handler says the record's effects are durable; a handler's transient
+//! Consuming events, the one Storefront way: records of one key (the user)
+//! are handled one at a time, in order, while different keys proceed side by
+//! side; an offset is committed only after the handler says the record's
+//! effects are durable; a handler's transient
 //! failure is retried with backoff (the partition waits); a record that can
 //! never succeed (malformed, or rejected by the handler) goes to
 //! `<topic>.dlq` with the reason in its headers, and the consumer moves on.
@@ -9,6 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -19,6 +21,12 @@ use tracing::Instrument;
 use crate::Shutdown;
 use crate::events::{Event, dead_letter_topic};
 use crate::kafka;
+
+/// Records of one lane are handled in order: a partition and a key.
+type Lane<'a> = (i32, Option<&'a [u8]>);
+
+/// The most records taken into one batch.
+pub const MAX_BATCH: usize = 128;
 
 /// Why a handler could not process an event.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +70,18 @@ impl EventConsumer {
     }
 
     /// Handles records until `shutdown`, then commits the offsets handled.
+    ///
+    /// Records are taken in batches of what has arrived (up to [`MAX_BATCH`]);
+    /// within a batch, records of one partition and key are handled in order,
+    /// one at a time, while different keys proceed concurrently. The batch's
+    /// offsets are committed once all of it is handled.
     pub async fn run<H: EventHandler>(self, handler: H, shutdown: Shutdown) {
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
             };
-            let message = match message {
+            let first = match first {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(%error, group = %self.group, "Kafka receive failed; retrying");
@@ -78,40 +91,49 @@ impl EventConsumer {
                     }
                 }
             };
-            let span = tracing::info_span!(
-                "messaging.process",
-                otel.name = %format_args!("process {}", message.topic()),
-                otel.kind = "consumer",
-                messaging.system = "kafka",
-                messaging.operation.type = "process",
-                messaging.destination.name = %message.topic(),
-                messaging.consumer.group.name = %self.group,
-                messaging.destination.partition.id = message.partition(),
-                messaging.kafka.offset = message.offset(),
-                messaging.message.id = tracing::field::Empty,
-            );
-            let outcome = self
-                .process(&handler, &message, &shutdown)
-                .instrument(span.clone())
-                .await;
-            let committed = match outcome {
-                Outcome::Stopped => break,
-                Outcome::Done => true,
-                Outcome::DeadLetter(reason) => {
-                    self.dead_letter(&message, &reason, &shutdown)
-                        .instrument(span)
-                        .await
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, group = %self.group, "Kafka receive failed");
+                        break;
+                    }
+                    None => break,
                 }
-            };
-            if !committed {
+            }
+            // Per (partition, key), in arrival (offset) order.
+            let mut lanes: Vec<(Lane<'_>, Vec<&BorrowedMessage<'_>>)> = Vec::new();
+            for message in &batch {
+                let lane = (message.partition(), message.key());
+                match lanes.iter_mut().find(|(id, _)| *id == lane) {
+                    Some((_, records)) => records.push(message),
+                    None => lanes.push((lane, vec![message])),
+                }
+            }
+            let (this, handler, shutdown) = (&self, &handler, &shutdown);
+            let handled = futures::future::join_all(lanes.iter().map(|(_, records)| async move {
+                for message in records {
+                    if !this.handle_record(handler, message, shutdown).await {
+                        return false;
+                    }
+                }
+                true
+            }))
+            .await;
+            if !handled.iter().all(|done| *done) {
+                // Stopped mid-batch: nothing of it is committed, so it is all
+                // delivered again (handlers are idempotent).
                 break;
             }
-            // Stored for the final synchronous commit at shutdown, and committed now.
-            if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                tracing::warn!(%error, "offset store failed; the record may be handled again");
+            for message in &batch {
+                // Stored for the final synchronous commit at shutdown.
+                if let Err(error) = self.consumer.store_offset_from_message(message) {
+                    tracing::warn!(%error, "offset store failed; the record may be handled again");
+                }
             }
-            if let Err(error) = self.consumer.commit_message(&message, CommitMode::Async) {
-                tracing::warn!(%error, "offset commit failed; the record may be handled again");
+            if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::warn!(%error, "offset commit failed; the records may be handled again");
             }
         }
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -124,6 +146,41 @@ impl EventConsumer {
             }
         }
         tracing::info!(group = %self.group, "consumer stopped");
+    }
+
+    /// Handles one record (dead-lettering it if it cannot be handled); false
+    /// when shutdown came first.
+    async fn handle_record<H: EventHandler>(
+        &self,
+        handler: &H,
+        message: &BorrowedMessage<'_>,
+        shutdown: &Shutdown,
+    ) -> bool {
+        let span = tracing::info_span!(
+            "messaging.process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.topic(),
+            messaging.consumer.group.name = %self.group,
+            messaging.destination.partition.id = message.partition(),
+            messaging.kafka.offset = message.offset(),
+            messaging.message.id = tracing::field::Empty,
+        );
+        match self
+            .process(handler, message, shutdown)
+            .instrument(span.clone())
+            .await
+        {
+            Outcome::Stopped => false,
+            Outcome::Done => true,
+            Outcome::DeadLetter(reason) => {
+                self.dead_letter(message, &reason, shutdown)
+                    .instrument(span)
+                    .await
+            }
+        }
     }
 
     async fn process<H: EventHandler>(

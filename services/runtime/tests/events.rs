@@ -352,3 +352,67 @@ async fn the_consumer_retries_dead_letters_and_commits_what_it_handled() {
     shutdown.cancel();
     task.await.expect("consumer task");
 }
+
+/// Holds every event of `waiting` until an event of another key is handled.
+#[derive(Clone)]
+struct Rendezvous {
+    other_handled: Arc<tokio::sync::Notify>,
+    order: Arc<Mutex<Vec<String>>>,
+}
+
+impl EventHandler for Rendezvous {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let step: Step = event
+            .decode()
+            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+        if event.key == "waiting" {
+            self.other_handled.notified().await;
+        } else {
+            self.other_handled.notify_one();
+        }
+        self.order
+            .lock()
+            .unwrap()
+            .push(format!("{}-{}", event.key, step.n));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn different_keys_are_handled_side_by_side() {
+    let bootstrap = kafka_bootstrap_servers();
+    let admin = kafka::admin(&bootstrap).expect("admin");
+    // One partition: only concurrency across keys lets "other" pass "waiting".
+    let topic = format!("test-lanes-{}", uuid::Uuid::new_v4().simple());
+    kafka::ensure_topic(&admin, &topic, 1, 1)
+        .await
+        .expect("topic");
+    let producer = kafka::producer(&bootstrap).expect("producer");
+    for (key, n) in [("waiting", 1), ("other", 1)] {
+        let event = Event::new(
+            "dev.storefront.test.step.v1",
+            "/storefront/test",
+            key,
+            &Step {
+                user: key.into(),
+                n,
+            },
+        )
+        .expect("event");
+        events::publish(&producer, &topic, &event)
+            .await
+            .expect("publish");
+    }
+    let handler = Rendezvous {
+        other_handled: Arc::new(tokio::sync::Notify::new()),
+        order: Arc::default(),
+    };
+    let shutdown = Shutdown::new();
+    let consumer =
+        EventConsumer::new(&bootstrap, &format!("{topic}-group"), &[&topic]).expect("consumer");
+    let task = tokio::spawn(consumer.run(handler.clone(), shutdown.clone()));
+    wait_until("both events", || handler.order.lock().unwrap().len() == 2).await;
+    assert_eq!(*handler.order.lock().unwrap(), vec!["other-1", "waiting-1"]);
+    shutdown.cancel();
+    task.await.expect("consumer task");
+}

@@ -261,6 +261,31 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// The README's configuration table lists exactly the flags there are.
+    #[test]
+    fn readme_documents_every_flag() {
+        let readme = include_str!("../../../README.md");
+        let documented: std::collections::BTreeSet<String> = readme
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `--"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        let command = Cli::command();
+        let all = command.find_subcommand("all").expect("the all subcommand");
+        let actual: std::collections::BTreeSet<String> = command
+            .get_arguments()
+            .chain(all.get_arguments())
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| !matches!(*long, "help" | "version"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            documented, actual,
+            "README configuration table vs. `storefront all --help`"
+        );
+    }
+
     #[test]
     fn every_subcommand_has_distinct_flags() {
         Cli::command().debug_assert();
