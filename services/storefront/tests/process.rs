@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 
 use reqwest::{Method, StatusCode};
 use support::{Options, Shop};
@@ -22,10 +22,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn storefront_all_serves_the_shop_and_stops_on_sigterm() {
-    let metrics = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address");
+    let metrics = support::free_port();
     let mut shop = Shop::start(Options {
         one_process: true,
         metrics: Some(metrics),

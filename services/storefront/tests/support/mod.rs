@@ -28,9 +28,17 @@ pub const SERVICES: [&str; 7] = [
 ];
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address")
+/// A free loopback port below Linux's ephemeral range (32768-60999): the
+/// services bind it later, and a port from the ephemeral range could be
+/// taken meanwhile by any outgoing connection's local end.
+pub fn free_port() -> SocketAddr {
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 /// Settings a test may change before the shop starts.
@@ -310,7 +318,16 @@ impl Shop {
         let text = std::fs::read_to_string(self.logs.path().join(format!("{service}.log")))
             .unwrap_or_default();
         let lines: Vec<_> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        // The first error says why; the last lines say what it was doing.
+        let first_error = lines
+            .iter()
+            .find(|l| l.contains("ERROR") || l.contains("Error:"))
+            .copied()
+            .unwrap_or("");
+        format!(
+            "{first_error}\n...\n{}",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
     }
 
     /// Waits until the gateway reports every backend ready.
