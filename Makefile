@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench lint fmt build infra-up infra-down infra-purge
+.PHONY: help run test bench lint fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ bench: ## Release-build load test through the gateway; report in bench/results/l
 lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
 
 fmt: ## Format the code
 	cargo fmt --all
@@ -37,3 +37,15 @@ infra-down: ## Stop them (data is kept)
 
 infra-purge: ## Stop them and delete their data
 	@bash hack/infra-down.sh --purge
+
+cluster-build: ## Build the pinned Kubernetes control plane (etcd, apiserver, kwok, helm...) once, into the cache
+	@bash hack/cluster/build.sh
+
+cluster-up: ## Start the Kubernetes control plane on loopback; kubeconfig in .data/cluster/kubeconfig
+	@bash hack/cluster/up.sh
+
+cluster-down: ## Stop it (data is kept)
+	@bash hack/cluster/down.sh
+
+cluster-purge: ## Stop it and delete its data
+	@bash hack/cluster/down.sh --purge
