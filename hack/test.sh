@@ -13,6 +13,9 @@ bash hack/install-build-deps.sh
 bash hack/infra-up.sh
 # The Kubernetes control plane of the operator tests (built once into the cache: ~10 min cold).
 bash hack/cluster/up.sh >/dev/null
+# Its pinned kubectl and helm, and its admin kubeconfig, for every test.
+export PATH="$STOREFRONT_DATA_DIR/cluster/bin:$PATH"
+export KUBECONFIG="$STOREFRONT_DATA_DIR/cluster/kubeconfig"
 
 # Each test creates its own database named test_*; drop what earlier runs left.
 leftovers="$(PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres -Atc \
