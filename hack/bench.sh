@@ -56,19 +56,82 @@ export ORDERS_CHECKOUT_TOPIC="bench-checkout-$run" ORDERS_ORDER_TOPIC="bench-ord
 export ORDERS_CONSUMER_GROUP="bench-orders-$run" CHECKOUT_TOPIC="bench-checkout-$run"
 export PAYMENT_LATENCY=0ms PAYMENT_FAILURE_RATE=0
 
-"$bin" all >"$SF_LOG_DIR/bench-shop.log" 2>&1 &
-pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-deadline=$((SECONDS + 90))
-until curl -sf -o /dev/null "http://$GATEWAY_LISTEN/readyz"; do
-  kill -0 "$pid" 2>/dev/null || { tail -20 "$SF_LOG_DIR/bench-shop.log" >&2; exit 1; }
-  ((SECONDS < deadline)) || { echo "ERROR: shop not ready" >&2; exit 1; }
-  sleep 0.5
-done
+pid=""
+sink_pid=""
+cleanup() {
+  local p
+  for p in "$pid" "$sink_pid"; do
+    if [[ -n "$p" ]]; then
+      kill -TERM "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true
+    fi
+  done
+}
+trap cleanup EXIT
+# start_shop LOG: `storefront all` in the background ($pid), waits until ready.
+start_shop() {
+  "$bin" all >"$SF_LOG_DIR/$1" 2>&1 &
+  pid=$!
+  local deadline=$((SECONDS + 90))
+  until curl -sf -o /dev/null "http://$GATEWAY_LISTEN/readyz"; do
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$SF_LOG_DIR/$1" >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "ERROR: shop not ready" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+stop_shop() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+
+# Run 1: tracing off (no OTEL_* variables: nothing exported).
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+start_shop bench-shop.log
 # Enough stock that checkouts never run out during the run.
 PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d bench_inventory -qc \
   "UPDATE stock SET on_hand = 100000000" >/dev/null
 
+out="${BENCH_OUT:-bench/results/latest.json}"
 "$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" \
   --checkout-database-url "$pg/bench_checkout" --orders-database-url "$pg/bench_orders" \
-  --pgbench-url "$pg/bench_pgbench" --out "${BENCH_OUT:-bench/results/latest.json}" "$@"
+  --pgbench-url "$pg/bench_pgbench" --out "$out" "$@"
+stop_shop
+
+# Run 2: the same shop with every span exported (OTLP/gRPC, sampling 1.0) to
+# a sink, GET /products and checkout again; the report gets the ratio.
+if [[ "${BENCH_TRACING:-1}" != 0 ]]; then
+  echo "==> tracing on: OTLP export at sampling 1.0" >&2
+  sink_addr=127.0.0.1:14317
+  "$bench" --otlp-sink "$sink_addr" >"$SF_LOG_DIR/bench-otlp-sink.log" 2>&1 &
+  sink_pid=$!
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink_addr" OTEL_TRACES_SAMPLER=always_on \
+    start_shop bench-shop-tracing.log
+  traced_out="$(mktemp --suffix=.json)"
+  "$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" --phases products,checkout \
+    --out "$traced_out" "$@"
+  stop_shop
+  kill -TERM "$sink_pid" 2>/dev/null || true
+  wait "$sink_pid" 2>/dev/null || true
+  sink_pid=""
+  cat "$SF_LOG_DIR/bench-otlp-sink.log" >&2
+  python3 - "$out" "$traced_out" "$SF_LOG_DIR/bench-otlp-sink.log" <<'PY'
+import json, re, sys
+out, traced, sink_log = sys.argv[1:4]
+report = json.load(open(out))
+on = json.load(open(traced))
+def throughput(r, name):
+    return next((p["throughput_per_s"] for p in r["phases"] if p.get("phase") == name), None)
+spans = re.findall(r"(\d+) spans received", open(sink_log).read())
+tracing = {"exporter": "otlp grpc, sampler always_on", "target_ratio": 0.85,
+           "spans_exported": int(spans[-1]) if spans else None, "phases": {}}
+for name in ("products", "checkout"):
+    off_t, on_t = throughput(report, name), throughput(on, name)
+    ratio = on_t / off_t if off_t and on_t is not None else None
+    tracing["phases"][name] = {"off_per_s": off_t, "on_per_s": on_t, "ratio": ratio}
+    print(f"tracing {name:<9} off {off_t or 0:>8.0f} op/s  on {on_t or 0:>8.0f} op/s  ratio {ratio or 0:.2f} (target >= 0.85)")
+report["tracing"] = tracing
+json.dump(report, open(out, "w"), indent=2)
+PY
+  rm -f "$traced_out"
+fi

@@ -3,7 +3,10 @@
 # builds the `storefront` binary, runs every service in one process on
 # 127.0.0.1, prints one line when all of them answer their health checks, and
 # stays up until Ctrl-C. Every service setting can be overridden from the
-# environment (see `storefront all --help`).
+# environment (see `storefront all --help`). Traces go to an OTLP collector
+# when OTEL_EXPORTER_OTLP_ENDPOINT is set, e.g.
+#   make run OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+# (OTLP/gRPC; OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with :4318 for HTTP).
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -47,6 +50,14 @@ export CART_KAFKA_BOOTSTRAP="${CART_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
 export ORDERS_KAFKA_BOOTSTRAP="${ORDERS_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
 export CHECKOUT_KAFKA_BOOTSTRAP="${CHECKOUT_KAFKA_BOOTSTRAP:-$KAFKA_BOOTSTRAP_SERVERS}"
 
+if [[ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]]; then
+  export OTEL_EXPORTER_OTLP_ENDPOINT
+  echo "==> exporting traces over OTLP (${OTEL_EXPORTER_OTLP_PROTOCOL:-grpc}) to $OTEL_EXPORTER_OTLP_ENDPOINT" >&2
+  tracing_hint="  traces: open your collector's UI (e.g. Jaeger http://127.0.0.1:16686), service storefront-gateway, operation \"POST /api/v1/checkout\""
+else
+  tracing_hint="  traces: not exported; restart with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 (see README, Tracing)"
+fi
+
 "$bin" all &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
@@ -72,5 +83,6 @@ Storefront is up at $gateway (metrics http://$METRICS_LISTEN/metrics). Ctrl-C st
   token:  TOKEN=\$(JWT_SECRET='$JWT_SECRET' $bin token --user alice)
   browse: curl -s $gateway/api/v1/products
   cart:   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"product_id":1,"quantity":1}' $gateway/api/v1/cart/items
+$tracing_hint
 READY
 wait "$pid"

@@ -5,6 +5,8 @@
 //! processes, and, as this machine's reference, pgbench on the same
 //! PostgreSQL. It prints a summary and writes everything as JSON.
 
+mod sink;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +56,10 @@ struct Args {
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: std::path::PathBuf,
+    /// Instead of a load test: an OTLP/gRPC trace sink on this address that
+    /// accepts and counts spans until SIGTERM (the tracing-on run's collector).
+    #[arg(long)]
+    otlp_sink: Option<std::net::SocketAddr>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -383,6 +389,9 @@ fn pgbench(url: &str) -> anyhow::Result<Value> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(addr) = args.otlp_sink {
+        return sink::serve(addr).await;
+    }
     RUN.store(
         chrono::Utc::now().timestamp_millis() as u64,
         Ordering::Relaxed,

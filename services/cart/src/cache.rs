@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue};
 use storefront_runtime::StartError;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::domain::{Cart, UserId};
@@ -161,7 +162,23 @@ impl CartCache {
     /// Runs one command within the deadline; `None` (after a warning) when Redis fails.
     async fn call<T: FromRedisValue>(&self, cmd: &Cmd, operation: &'static str) -> Option<T> {
         let mut redis = self.redis.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut redis)).await {
+        let command = operation.to_ascii_uppercase();
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = %command,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = %command,
+            otel.status_code = tracing::field::Empty,
+        );
+        let answer = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut redis))
+            .instrument(span.clone())
+            .await;
+        if !matches!(answer, Ok(Ok(_))) {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(span);
+        match answer {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 self.failed(operation, &error.to_string());

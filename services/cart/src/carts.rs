@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::Utc;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tracing::Instrument;
 
 use crate::cache::CartCache;
 use crate::catalog::Catalog;
@@ -151,11 +152,11 @@ impl Carts {
         let current = Arc::new(tokio::sync::Mutex::new(true));
         // Spawned, so the load completes (and is forgotten) even if every
         // reader waiting for it goes away.
-        let task = tokio::spawn(read_through(
-            Arc::clone(&self.0),
-            user.clone(),
-            Arc::clone(&current),
-        ));
+        // In the span of the reader that started it, so its cache and SQL
+        // calls belong to that reader's trace.
+        let task = tokio::spawn(
+            read_through(Arc::clone(&self.0), user.clone(), Arc::clone(&current)).in_current_span(),
+        );
         let answer = async move {
             task.await
                 .unwrap_or_else(|e| Err(CartError::Load(e.to_string())))

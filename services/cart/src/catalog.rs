@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use storefront_proto::product::v1 as pb;
 use storefront_proto::product::v1::product_service_client::ProductServiceClient;
+use storefront_runtime::client::TracedChannel as Channel;
 use storefront_runtime::{Money, StartError};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::domain::{Product, ProductId};
 use crate::error::CartError;

@@ -14,9 +14,9 @@ use storefront_proto::payment::v1 as payment;
 use storefront_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use storefront_proto::product::v1 as product;
 use storefront_proto::product::v1::product_service_client::ProductServiceClient;
+use storefront_runtime::client::TracedChannel as Channel;
 use storefront_runtime::error::reason_of;
 use storefront_runtime::{StartError, client};
-use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use uuid::Uuid;
 

@@ -14,7 +14,7 @@ use storefront_proto::orders::v1::order_service_server;
 use storefront_proto::product::v1::product_service_client::ProductServiceClient;
 use storefront_proto::product::v1::product_service_server;
 use storefront_runtime::StartError;
-use tonic::transport::Channel;
+use storefront_runtime::client::TracedChannel as Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

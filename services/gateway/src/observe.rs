@@ -48,6 +48,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         request_id = %id,
     );
+    // An incoming W3C `traceparent` (and baggage) continues the caller's trace.
+    storefront_runtime::telemetry::continue_trace(&span, request.headers());
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();

@@ -8,22 +8,29 @@
 //! Nothing is dropped silently.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
-use rdkafka::Message;
+use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::Shutdown;
-use crate::events::{Event, dead_letter_topic};
+use crate::events::{Event, TRACE_HEADERS, dead_letter_topic};
 use crate::kafka;
 
 /// Records of one lane are handled in order: a partition and a key.
 type Lane<'a> = (i32, Option<&'a [u8]>);
+
+/// How often the consumer lag gauge is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The most records taken into one batch.
 pub const MAX_BATCH: usize = 128;
@@ -46,7 +53,8 @@ pub trait EventHandler: Send + Sync {
 
 /// A consumer-group member that feeds records to an [`EventHandler`].
 pub struct EventConsumer {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
+    lag_in_flight: Arc<AtomicBool>,
     dead_letters: FutureProducer,
     group: String,
 }
@@ -63,7 +71,8 @@ impl EventConsumer {
         let consumer = kafka::consumer(bootstrap_servers, group)?;
         consumer.subscribe(topics)?;
         Ok(EventConsumer {
-            consumer,
+            consumer: Arc::new(consumer),
+            lag_in_flight: Arc::default(),
             dead_letters: kafka::producer(bootstrap_servers)?,
             group: group.to_owned(),
         })
@@ -76,9 +85,17 @@ impl EventConsumer {
     /// one at a time, while different keys proceed concurrently. The batch's
     /// offsets are committed once all of it is handled.
     pub async fn run<H: EventHandler>(self, handler: H, shutdown: Shutdown) {
+        let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lag_recorded = std::time::Instant::now();
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = lag_tick.tick() => {
+                    self.record_lag();
+                    lag_recorded = std::time::Instant::now();
+                    continue;
+                }
                 message = self.consumer.recv() => message,
             };
             let first = match first {
@@ -135,6 +152,11 @@ impl EventConsumer {
             if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::warn!(%error, "offset commit failed; the records may be handled again");
             }
+            // A busy consumer records its lag too (the tick may never win).
+            if lag_recorded.elapsed() >= LAG_INTERVAL {
+                self.record_lag();
+                lag_recorded = std::time::Instant::now();
+            }
         }
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing uncommitted (e.g. no partition assigned) is not worth a warning.
@@ -146,6 +168,43 @@ impl EventConsumer {
             }
         }
         tracing::info!(group = %self.group, "consumer stopped");
+    }
+
+    /// Sets `kafka_consumer_lag{group,topic,partition}`: the partition's high
+    /// watermark minus the consumer's position, for every partition this
+    /// member holds. The watermarks are asked of the broker on a blocking
+    /// thread, one query at a time; the consumer does not wait for it.
+    fn record_lag(&self) {
+        if self.lag_in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (consumer, group, in_flight) = (
+            Arc::clone(&self.consumer),
+            self.group.clone(),
+            Arc::clone(&self.lag_in_flight),
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Ok(positions) = consumer.position() {
+                for element in positions.elements() {
+                    let Offset::Offset(position) = element.offset() else {
+                        continue;
+                    };
+                    let (topic, partition) = (element.topic(), element.partition());
+                    if let Ok((_, high)) =
+                        consumer.fetch_watermarks(topic, partition, Duration::from_secs(1))
+                    {
+                        metrics::gauge!(
+                            "kafka_consumer_lag",
+                            "group" => group.clone(),
+                            "topic" => topic.to_owned(),
+                            "partition" => partition.to_string()
+                        )
+                        .set((high - position).max(0) as f64);
+                    }
+                }
+            }
+            in_flight.store(false, Ordering::Release);
+        });
     }
 
     /// Handles one record (dead-lettering it if it cannot be handled); false
@@ -168,6 +227,13 @@ impl EventConsumer {
             messaging.kafka.offset = message.offset(),
             messaging.message.id = tracing::field::Empty,
         );
+        // A child of the producer's span, and linked to it.
+        let producer = crate::telemetry::context_from_headers(&trace_headers(message));
+        let producer_span = producer.span().span_context().clone();
+        if producer_span.is_valid() {
+            let _ = span.set_parent(producer);
+            span.add_link(producer_span);
+        }
         match self
             .process(handler, message, shutdown)
             .instrument(span.clone())
@@ -285,4 +351,23 @@ impl EventConsumer {
             }
         }
     }
+}
+
+/// The W3C trace context and baggage headers of a record.
+fn trace_headers(message: &BorrowedMessage<'_>) -> std::collections::BTreeMap<String, String> {
+    let mut found = std::collections::BTreeMap::new();
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            if let (Some(name), Some(value)) = (
+                TRACE_HEADERS.iter().find(|name| **name == header.key),
+                header.value,
+            ) {
+                found.insert(
+                    (*name).to_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                );
+            }
+        }
+    }
+    found
 }

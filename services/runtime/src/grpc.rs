@@ -84,8 +84,9 @@ impl GrpcServer {
 }
 
 /// Wraps every RPC in a server span (`rpc.system`, `rpc.service`, `rpc.method`,
-/// `rpc.grpc.status_code`) and records `rpc_server_requests_total` and
-/// `rpc_server_duration_seconds` labelled by service, method and status code.
+/// `rpc.grpc.status_code`) that continues the caller's W3C trace context, and
+/// records `rpc_server_requests_total` and `rpc_server_duration_seconds`
+/// labelled by service, method and status code.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RpcObservabilityLayer;
 
@@ -103,7 +104,7 @@ pub struct RpcObservability<S> {
 }
 
 /// Splits `/storefront.inventory.v1.InventoryService/Reserve` into service and method.
-fn rpc_name(path: &str) -> (String, String) {
+pub(crate) fn rpc_name(path: &str) -> (String, String) {
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
         Some((service, method)) => (service.to_owned(), method.to_owned()),
@@ -113,7 +114,7 @@ fn rpc_name(path: &str) -> (String, String) {
 
 /// The gRPC status code of a response: in the headers for trailers-only
 /// (error) responses, absent (OK until the trailers say otherwise) for the rest.
-fn status_code<B>(response: &http::Response<B>) -> i32 {
+pub(crate) fn status_code<B>(response: &http::Response<B>) -> i32 {
     response
         .headers()
         .get("grpc-status")
@@ -147,6 +148,8 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
+        // The caller's trace context and baggage, when it sent any.
+        crate::telemetry::continue_trace(&span, request.headers());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(

@@ -19,9 +19,11 @@ use chrono::{DateTime, Utc};
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::Shutdown;
 use crate::events::{self, Event};
+use crate::{Shutdown, telemetry};
 
 /// The outbox table; a publishing service puts this SQL in one of its migrations.
 pub const SCHEMA: &str = "\
@@ -196,13 +198,31 @@ impl OutboxRelay {
             return Ok(0);
         }
         let mut claimed = Vec::with_capacity(rows.len());
+        let mut spans = Vec::with_capacity(rows.len());
         for row in &rows {
-            claimed.push(from_row(row)?);
+            let (id, topic, mut event) = from_row(row)?;
+            // A producer span, child of the transaction that wrote the row;
+            // the record carries the producer span's context.
+            let span = tracing::info_span!(
+                "messaging.publish",
+                otel.name = %format_args!("publish {topic}"),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.operation.type = "send",
+                messaging.operation.name = "publish",
+                messaging.destination.name = %topic,
+                messaging.message.id = %event.id,
+                messaging.kafka.message.key = %event.key,
+            );
+            let _ = span.set_parent(telemetry::context_from_headers(&event.trace_headers));
+            event.trace_headers = telemetry::headers_of(&span.context());
+            claimed.push((id, topic, event));
+            spans.push(span);
         }
         // Distinct keys (see the query), so these may go out concurrently.
-        let sends = claimed
-            .iter()
-            .map(|(_, topic, event)| events::publish(&self.producer, topic, event));
+        let sends = claimed.iter().zip(spans).map(|((_, topic, event), span)| {
+            events::publish(&self.producer, topic, event).instrument(span)
+        });
         let results = futures::future::join_all(sends).await;
         let mut published = Vec::with_capacity(claimed.len());
         let mut failure = None;

@@ -140,7 +140,7 @@ impl TestServer {
 
     /// A channel to the server with a 30 s deadline per call.
     pub fn channel(&self) -> tonic::transport::Channel {
-        crate::client::channel(&self.uri, std::time::Duration::from_secs(30))
+        crate::client::plain_channel(&self.uri, std::time::Duration::from_secs(30))
             .expect("test server URI is valid")
     }
 

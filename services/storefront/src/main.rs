@@ -9,6 +9,7 @@ use std::pin::Pin;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use storefront_runtime::config::CommonConfig;
+use storefront_runtime::telemetry::{self, ServiceTelemetry};
 use storefront_runtime::{Shutdown, StartError};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -82,7 +83,7 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     for server in &args.servers {
-        let channel = storefront_runtime::client::channel(server, args.timeout)?;
+        let channel = storefront_runtime::client::plain_channel(server, args.timeout)?;
         let answer = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -144,7 +145,6 @@ impl Service {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    storefront_runtime::telemetry::init(cli.common.log_format, &cli.common.log_level)?;
 
     use storefront_cart as cart;
     use storefront_checkout as checkout;
@@ -153,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
     use storefront_orders as orders;
     use storefront_payment as payment;
     use storefront_product as product;
+    // One service alone may take its name from OTEL_SERVICE_NAME.
+    let alone = !matches!(cli.command, Command::All(_));
     let services = match cli.command {
         Command::Gateway(c) => vec![Service::new("gateway", c.listen, c, gateway::run)],
         Command::Product(c) => vec![Service::new("product", c.listen, c, product::run)],
@@ -181,13 +183,20 @@ async fn main() -> anyhow::Result<()> {
                 Service::new("gateway", g.listen, g, gateway::run),
             ]
         }
-        Command::Healthcheck(args) => return healthcheck(args).await,
+        Command::Healthcheck(args) => {
+            telemetry::init(cli.common.log_format, &cli.common.log_level)?;
+            return healthcheck(args).await;
+        }
         Command::Token(args) => {
+            telemetry::init(cli.common.log_format, &cli.common.log_level)?;
             let token = gateway::token(&args.secret, &args.user, args.admin, args.ttl)?;
             println!("{token}");
             return Ok(());
         }
     };
+    let (format, filter) = (cli.common.log_format, cli.common.log_level.as_str());
+    // The process's own lines (start, stop, metrics server) are logged, not traced.
+    telemetry::init(format, filter)?;
 
     let shutdown = storefront_runtime::shutdown::on_signal();
     let mut tasks: JoinSet<(&'static str, Result<(), StartError>)> = JoinSet::new();
@@ -200,13 +209,41 @@ async fn main() -> anyhow::Result<()> {
             )
         });
     }
+    // Each service runs on its own runtime whose threads log and trace as that
+    // service (its own `service.name`), also when they share the process.
+    let mut runtimes = Vec::with_capacity(services.len());
+    let mut telemetries = Vec::with_capacity(services.len());
     for service in services {
-        let listener = TcpListener::bind(service.listen)
-            .await
-            .with_context(|| format!("{}: cannot listen on {}", service.name, service.listen))?;
-        let run = (service.run)(listener, shutdown.clone());
         let name = service.name;
-        tasks.spawn(async move { (name, run.await) });
+        let service_name = format!("storefront-{name}");
+        let from_env = alone && std::env::var_os("OTEL_SERVICE_NAME").is_some();
+        let telemetry = ServiceTelemetry::new(
+            (!from_env).then_some(service_name.as_str()),
+            true,
+            format,
+            filter,
+        )?;
+        let runtime = telemetry
+            .runtime(name)
+            .with_context(|| format!("{name}: cannot start its runtime"))?;
+        let listener = std::net::TcpListener::bind(service.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("{name}: cannot listen on {}", service.listen))?;
+        let stop = shutdown.clone();
+        let run = service.run;
+        let handle = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener)?;
+            run(listener, stop).await
+        });
+        tasks.spawn(async move {
+            let result = match handle.await {
+                Ok(result) => result,
+                Err(error) => Err(StartError::Config(format!("task panicked: {error}"))),
+            };
+            (name, result)
+        });
+        runtimes.push(runtime);
+        telemetries.push(telemetry);
     }
 
     // The first service to stop (an error, or the signal) stops the rest.
@@ -229,6 +266,21 @@ async fn main() -> anyhow::Result<()> {
             ?grace,
             "shutdown grace period over; abandoning unfinished work"
         );
+    }
+    for runtime in runtimes {
+        runtime.shutdown_background();
+    }
+    // Export the spans still buffered (blocking: off the async threads).
+    let flushed = tokio::task::spawn_blocking(move || {
+        for telemetry in &telemetries {
+            telemetry.shutdown();
+        }
+    });
+    if tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("trace export did not finish at shutdown");
     }
     match failure {
         Some(error) => Err(error),

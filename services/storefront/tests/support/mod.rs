@@ -52,6 +52,8 @@ pub struct Options {
     pub one_process: bool,
     /// Where the Prometheus endpoint listens; off when `None`.
     pub metrics: Option<SocketAddr>,
+    /// Extra environment variables for every process, e.g. `OTEL_*`.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Response {
@@ -76,6 +78,7 @@ pub struct Shop {
     args: HashMap<&'static str, Vec<String>>,
     children: HashMap<&'static str, Child>,
     metrics: String,
+    env: Vec<(String, String)>,
     logs: tempfile::TempDir,
 }
 
@@ -247,6 +250,7 @@ impl Shop {
             metrics: options
                 .metrics
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            env: options.env.clone(),
             logs,
         };
         if options.one_process {
@@ -280,6 +284,7 @@ impl Shop {
             .env("METRICS_LISTEN", &self.metrics)
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()
