@@ -64,32 +64,7 @@ impl fmt::Display for UserId {
     }
 }
 
-/// A catalog product id: a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProductId(i64);
-
-impl ProductId {
-    pub fn parse(field: &'static str, id: i64) -> Result<Self, FieldError> {
-        if id > 0 {
-            Ok(ProductId(id))
-        } else {
-            Err(FieldError::new(
-                field,
-                format!("must be a positive product id, got {id}"),
-            ))
-        }
-    }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use storefront_runtime::ProductId;
 
 /// How many of a product a cart line holds: 1 to 99.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -449,9 +424,13 @@ mod tests {
         UserId::parse("user-1").unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn pid(id: i64) -> ProductId {
+        ProductId::parse("product_id", id).expect("a positive id")
+    }
+
     fn product(id: i64, cents: i64) -> Product {
         Product {
-            id: ProductId(id),
+            id: pid(id),
             name: format!("product {id}"),
             price: Money::new(cents, Currency::USD).unwrap_or_else(|e| panic!("{e}")),
         }
@@ -526,22 +505,22 @@ mod tests {
         }
         let bought = [
             CheckoutLine {
-                product_id: ProductId(1),
+                product_id: pid(1),
                 quantity: 2,
             },
             CheckoutLine {
-                product_id: ProductId(2),
+                product_id: pid(2),
                 quantity: 1,
             },
             CheckoutLine {
-                product_id: ProductId(9),
+                product_id: pid(9),
                 quantity: 1,
             },
         ];
         assert!(cart.take_checked_out(&bought));
         assert_eq!(quantities(&cart), vec![(1, 1), (3, 2)]);
         assert!(!cart.take_checked_out(&[CheckoutLine {
-            product_id: ProductId(9),
+            product_id: pid(9),
             quantity: 1
         }]));
     }

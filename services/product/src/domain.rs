@@ -2,26 +2,7 @@
 
 use storefront_runtime::{FieldError, Money};
 
-/// A product id: a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProductId(i64);
-
-impl ProductId {
-    pub fn parse(field: &'static str, id: i64) -> Result<Self, FieldError> {
-        if id > 0 {
-            Ok(ProductId(id))
-        } else {
-            Err(FieldError::new(
-                field,
-                format!("must be a positive product id, got {id}"),
-            ))
-        }
-    }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
+pub use storefront_runtime::ProductId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {

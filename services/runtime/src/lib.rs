@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod ids;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
@@ -21,6 +22,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use error::{ErrorCode, FieldError, status_of};
+pub use ids::ProductId;
 pub use money::{Currency, Money};
 pub use shutdown::Shutdown;
 
