@@ -13,19 +13,12 @@ mod store;
 pub use config::Config;
 pub use error::OrdersError;
 
-use std::time::Duration;
-
 use storefront_proto::orders::v1::order_service_server::OrderServiceServer;
 use storefront_runtime::consumer::EventConsumer;
 use storefront_runtime::grpc::GrpcServer;
 use storefront_runtime::outbox::OutboxRelay;
 use storefront_runtime::{Shutdown, StartError, kafka};
 use tokio::net::TcpListener;
-
-/// How long the outbox relay may take to finish a publish after shutdown. It
-/// only runs over when Kafka is unreachable; its unpublished rows then wait
-/// in the outbox for the next start.
-const RELAY_STOP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Connects and migrates the database, starts the checkout-events consumer
 /// and the outbox relay, and serves gRPC on `listener` until `shutdown`; then
@@ -62,7 +55,7 @@ pub async fn run(
     let tasks = Shutdown::new();
     let consuming =
         tokio::spawn(consumer.run(events::CheckoutEvents::new(book.clone()), tasks.clone()));
-    let mut relaying = tokio::spawn(relay.run(tasks.clone()));
+    let relaying = tokio::spawn(relay.run(tasks.clone()));
     tracing::info!(
         topic = %config.checkout_topic,
         group = %config.consumer_group,
@@ -79,17 +72,10 @@ pub async fn run(
     if let Err(error) = consuming.await {
         tracing::error!(%error, "checkout-events consumer panicked");
     }
-    match tokio::time::timeout(RELAY_STOP_PATIENCE, &mut relaying).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::error!(%error, "outbox relay panicked"),
-        Err(_) => {
-            tracing::warn!(
-                patience = ?RELAY_STOP_PATIENCE,
-                "outbox relay still publishing (is Kafka down?); its rows stay in the outbox"
-            );
-            relaying.abort();
-            let _ = relaying.await;
-        }
+    // The relay stops at once even while Kafka is unreachable; rows it could
+    // not publish stay in the outbox for the next start.
+    if let Err(error) = relaying.await {
+        tracing::error!(%error, "outbox relay panicked");
     }
     pool.close().await;
     served
