@@ -98,40 +98,58 @@ out="${BENCH_OUT:-bench/results/latest.json}"
   --pgbench-url "$pg/bench_pgbench" --out "$out" "$@"
 stop_shop
 
-# Run 2: the same shop with every span exported (OTLP/gRPC, sampling 1.0) to
-# a sink, GET /products and checkout again; the report gets the ratio.
+# Tracing on vs off: BENCH_TRACING_ROUNDS (3) rounds, each a fresh shop
+# process with nothing exported and then one exporting every span (OTLP/gRPC,
+# sampling 1.0) to a sink, GET /products and checkout in each; interleaving
+# spreads the machine's drift over both sides. The ratio is the median "on"
+# throughput over the median "off" one.
 if [[ "${BENCH_TRACING:-1}" != 0 ]]; then
-  echo "==> tracing on: OTLP export at sampling 1.0" >&2
   sink_addr=127.0.0.1:14317
   "$bench" --otlp-sink "$sink_addr" >"$SF_LOG_DIR/bench-otlp-sink.log" 2>&1 &
   sink_pid=$!
-  OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink_addr" OTEL_TRACES_SAMPLER=always_on \
-    start_shop bench-shop-tracing.log
-  traced_out="$(mktemp --suffix=.json)"
-  "$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" --phases products,checkout \
-    --out "$traced_out" "$@"
-  stop_shop
+  rounds="${BENCH_TRACING_ROUNDS:-3}"
+  tracing_dir="$(mktemp -d)"
+  for ((round = 1; round <= rounds; round++)); do
+    for mode in off on; do
+      echo "==> tracing $mode, round $round of $rounds" >&2
+      if [[ "$mode" == on ]]; then
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink_addr" OTEL_TRACES_SAMPLER=always_on \
+          start_shop "bench-shop-tracing-$mode.log"
+      else
+        start_shop "bench-shop-tracing-$mode.log"
+      fi
+      "$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" --phases products,checkout \
+        --out "$tracing_dir/$mode-$round.json" "$@"
+      stop_shop
+    done
+  done
   kill -TERM "$sink_pid" 2>/dev/null || true
   wait "$sink_pid" 2>/dev/null || true
   sink_pid=""
   cat "$SF_LOG_DIR/bench-otlp-sink.log" >&2
-  python3 - "$out" "$traced_out" "$SF_LOG_DIR/bench-otlp-sink.log" <<'PY'
-import json, re, sys
-out, traced, sink_log = sys.argv[1:4]
+  python3 - "$out" "$tracing_dir" "$rounds" "$SF_LOG_DIR/bench-otlp-sink.log" <<'PY'
+import json, re, statistics, sys
+out, tracing_dir, rounds, sink_log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 report = json.load(open(out))
-on = json.load(open(traced))
 def throughput(r, name):
     return next((p["throughput_per_s"] for p in r["phases"] if p.get("phase") == name), None)
+runs = {mode: [json.load(open(f"{tracing_dir}/{mode}-{i}.json")) for i in range(1, rounds + 1)]
+        for mode in ("off", "on")}
 spans = re.findall(r"(\d+) spans received", open(sink_log).read())
-tracing = {"exporter": "otlp grpc, sampler always_on", "target_ratio": 0.85,
+tracing = {"exporter": "otlp grpc, sampler always_on", "target_ratio": 0.85, "rounds": rounds,
            "spans_exported": int(spans[-1]) if spans else None, "phases": {}}
 for name in ("products", "checkout"):
-    off_t, on_t = throughput(report, name), throughput(on, name)
-    ratio = on_t / off_t if off_t and on_t is not None else None
-    tracing["phases"][name] = {"off_per_s": off_t, "on_per_s": on_t, "ratio": ratio}
-    print(f"tracing {name:<9} off {off_t or 0:>8.0f} op/s  on {on_t or 0:>8.0f} op/s  ratio {ratio or 0:.2f} (target >= 0.85)")
+    off = [throughput(r, name) for r in runs["off"]]
+    on = [throughput(r, name) for r in runs["on"]]
+    off_m, on_m = statistics.median(off), statistics.median(on)
+    ratio = on_m / off_m if off_m else None
+    tracing["phases"][name] = {"off_per_s": off, "on_per_s": on, "off_median_per_s": off_m,
+                               "on_median_per_s": on_m, "ratio": ratio}
+    print(f"tracing {name:<9} off {' '.join(f'{t:.0f}' for t in off)} op/s (median {off_m:.0f})  "
+          f"on {' '.join(f'{t:.0f}' for t in on)} op/s (median {on_m:.0f})  "
+          f"ratio {ratio or 0:.2f} (target >= 0.85)")
 report["tracing"] = tracing
 json.dump(report, open(out, "w"), indent=2)
 PY
-  rm -f "$traced_out"
+  rm -rf "$tracing_dir"
 fi

@@ -156,8 +156,13 @@ impl ServiceTelemetry {
         let provider = builder.build();
         let tracer = provider.tracer("storefront");
         let this_dispatch: Arc<OnceLock<WeakDispatch>> = Arc::default();
+        // Nothing here reads OpenTelemetry's `Context::current()` (context
+        // travels through `tracing` spans), and busy/idle times are not
+        // exported: both per-poll costs of the layer are switched off.
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer.clone())
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
             .with_target(false)
