@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench lint fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
+.PHONY: help run test bench lint crds fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+
+crds: ## Regenerate crds/storefront.yaml from the operator's Rust types
+	cargo run -q -p storefront-operator -- crd > crds/storefront.yaml
 
 fmt: ## Format the code
 	cargo fmt --all

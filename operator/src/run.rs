@@ -1,0 +1,146 @@
+//! Running the operator: configuration, the HTTP endpoint (`/metrics`,
+//! `/healthz`, `/readyz`), optional leader election, the controller, and a
+//! graceful stop on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, Context};
+use crate::crd::Storefront;
+use crate::leader::LeaderElection;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct OperatorConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Only Storefronts in this namespace (all namespaces when unset).
+    #[arg(long, env = "OPERATOR_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Reconcile only while holding a Lease (for more than one replica).
+    #[arg(long, env = "OPERATOR_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The Lease's namespace (the operator's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    #[arg(long, env = "OPERATOR_LEASE_NAME", default_value = "storefront-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease and in Events (the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Storefronts reconciled at once.
+    #[arg(long, env = "OPERATOR_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+/// The HTTP endpoint: metrics always, ready once the controller runs.
+async fn serve_http(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let handle = storefront_runtime::metrics::recorder()?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { handle.render() }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (http::StatusCode::OK, "ready")
+                    } else {
+                        (http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "operator endpoint listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// Runs the operator until `shutdown` (or until it loses its Lease).
+pub async fn run(config: OperatorConfig, client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = tokio::spawn(serve_http(config.listen, ready.clone(), shutdown.clone()));
+
+    let identity = config
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("storefront-operator-{}", std::process::id()));
+    let election = config.leader_elect.then(|| {
+        LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &identity)
+    });
+    if let Some(election) = &election {
+        tracing::info!(lease = %config.lease_name, %identity, "waiting for the Lease");
+        tokio::select! {
+            () = election.acquire() => tracing::info!(%identity, "leading"),
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+
+    let (storefronts, deployments, statefulsets) = match &config.watch_namespace {
+        Some(ns) => (
+            Api::<Storefront>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=storefront-operator");
+    let context = Arc::new(Context::new(client.clone(), Some(identity)));
+    let stop = shutdown.clone();
+    let controller = Controller::new(storefronts, watcher::Config::default())
+        .owns(deployments, children.clone())
+        .owns(statefulsets, children)
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(controller::reconcile, controller::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile");
+            }
+        });
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("controller running");
+
+    let lost = async {
+        match &election {
+            Some(election) => election.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = lost => {
+            shutdown.cancel();
+            anyhow::bail!("lost the Lease: stopping so that only one replica reconciles");
+        }
+    }
+    if let Some(election) = &election {
+        election.release().await;
+    }
+    shutdown.cancel();
+    let _ = http.await;
+    tracing::info!("operator stopped");
+    Ok(())
+}
