@@ -17,15 +17,21 @@ bash hack/cluster/up.sh >/dev/null
 export PATH="$STOREFRONT_DATA_DIR/cluster/bin:$PATH"
 export KUBECONFIG="$STOREFRONT_DATA_DIR/cluster/kubeconfig"
 
-# Each test creates its own database named test_*; drop what earlier runs left.
-leftovers="$(PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres -Atc \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'")"
+# Each test creates its own database named test_*, and the operator tests'
+# Storefronts get databases and roles named sf_*; drop what earlier runs left.
+psql_admin() { PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres "$@"; }
+leftovers="$(psql_admin -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%' OR datname LIKE 'sf\_%'")"
 if [[ -n "$leftovers" ]]; then
   echo "==> dropping $(wc -l <<<"$leftovers") test databases from earlier runs" >&2
   while read -r db; do
-    PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d postgres -qc \
-      "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    psql_admin -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done <<<"$leftovers"
+fi
+roles="$(psql_admin -Atc "SELECT rolname FROM pg_roles WHERE rolname LIKE 'sf\_%'")"
+if [[ -n "$roles" ]]; then
+  while read -r role; do
+    psql_admin -qc "DROP ROLE IF EXISTS \"$role\"" >/dev/null
+  done <<<"$roles"
 fi
 
 # Unit and integration tests (doc tests have nothing to run). The closing

@@ -51,16 +51,24 @@ impl ChildKind {
             ChildKind::Service => ("", "v1", "Service", "services"),
             ChildKind::Deployment => ("apps", "v1", "Deployment", "deployments"),
             ChildKind::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets"),
-            ChildKind::PodDisruptionBudget => {
-                ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets")
-            }
+            ChildKind::PodDisruptionBudget => (
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+            ),
             ChildKind::HorizontalPodAutoscaler => (
                 "autoscaling",
                 "v2",
                 "HorizontalPodAutoscaler",
                 "horizontalpodautoscalers",
             ),
-            ChildKind::NetworkPolicy => ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+            ChildKind::NetworkPolicy => (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            ),
             ChildKind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
         }
     }
@@ -112,7 +120,10 @@ pub fn labels(sf: &Storefront, component: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(sf, component);
     labels.insert("app.kubernetes.io/part-of".into(), "storefront".into());
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
-    labels.insert("app.kubernetes.io/version".into(), label_value(&image_tag(sf)));
+    labels.insert(
+        "app.kubernetes.io/version".into(),
+        label_value(&image_tag(sf)),
+    );
     labels
 }
 
@@ -120,7 +131,10 @@ pub fn labels(sf: &Storefront, component: &str) -> BTreeMap<String, String> {
 pub fn selector_labels(sf: &Storefront, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "storefront".into()),
-        ("app.kubernetes.io/instance".into(), sf.name_any_str().into()),
+        (
+            "app.kubernetes.io/instance".into(),
+            sf.name_any_str().into(),
+        ),
         ("app.kubernetes.io/component".into(), component.into()),
     ])
 }
@@ -142,7 +156,9 @@ fn label_value(value: &str) -> String {
         })
         .take(63)
         .collect();
-    clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
+    clean
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 trait NameStr {
@@ -287,7 +303,12 @@ pub fn generated_jwt_secret_name(sf: &Storefront) -> String {
 
 /// A generated Secret's body (the values come from the caller, which keeps
 /// existing ones).
-pub fn secret(sf: &Storefront, name: &str, component: &str, data: &BTreeMap<String, String>) -> Child {
+pub fn secret(
+    sf: &Storefront,
+    name: &str,
+    component: &str,
+    data: &BTreeMap<String, String>,
+) -> Child {
     object(
         sf,
         ChildKind::Secret,
@@ -315,8 +336,16 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
             format!("0.0.0.0:{}", listen_port(sf, service)),
         );
     }
-    for (service, port) in [("product", 50051), ("cart", 50052), ("checkout", 50056), ("orders", 50055)] {
-        set(&format!("GATEWAY_{}_URL", service.to_ascii_uppercase()), url(service, port));
+    for (service, port) in [
+        ("product", 50051),
+        ("cart", 50052),
+        ("checkout", 50056),
+        ("orders", 50055),
+    ] {
+        set(
+            &format!("GATEWAY_{}_URL", service.to_ascii_uppercase()),
+            url(service, port),
+        );
     }
     set("CART_PRODUCT_URL", url("product", 50051));
     set("CHECKOUT_CART_URL", url("cart", 50052));
@@ -332,8 +361,14 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
     set("CART_CHECKOUT_TOPIC", checkout_topic.clone());
     set("ORDERS_CHECKOUT_TOPIC", checkout_topic);
     set("ORDERS_ORDER_TOPIC", names::topic(ns, name, "order-events"));
-    set("CART_CONSUMER_GROUP", names::consumer_group(ns, name, "cart"));
-    set("ORDERS_CONSUMER_GROUP", names::consumer_group(ns, name, "orders"));
+    set(
+        "CART_CONSUMER_GROUP",
+        names::consumer_group(ns, name, "cart"),
+    );
+    set(
+        "ORDERS_CONSUMER_GROUP",
+        names::consumer_group(ns, name, "orders"),
+    );
     set("CART_REDIS_URL", redis_url(sf));
     set("CART_CACHE_PREFIX", format!("{ns}:{name}"));
     if let Some(limits) = &sf.spec.gateway.rate_limits {
@@ -355,8 +390,14 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
             tracing.protocol.clone().unwrap_or_else(|| "grpc".into()),
         );
         set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into());
-        set("OTEL_TRACES_SAMPLER_ARG", tracing.sampling_ratio.to_string());
-        set("OTEL_RESOURCE_ATTRIBUTES", format!("deployment.environment.name={ns}"));
+        set(
+            "OTEL_TRACES_SAMPLER_ARG",
+            tracing.sampling_ratio.to_string(),
+        );
+        set(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("deployment.environment.name={ns}"),
+        );
     }
     data
 }
@@ -384,7 +425,11 @@ fn service_spec(sf: &Storefront, service: ServiceKind) -> &ServiceSpec {
 
 /// The hash that rolls a service's pods when its configuration or one of
 /// the Secrets it reads changes.
-pub fn config_hash(config: &BTreeMap<String, String>, secrets: &[&str], inputs: &SecretInputs) -> String {
+pub fn config_hash(
+    config: &BTreeMap<String, String>,
+    secrets: &[&str],
+    inputs: &SecretInputs,
+) -> String {
     let mut hasher = Sha256::new();
     for (k, v) in config {
         hasher.update(k.as_bytes());
@@ -398,7 +443,12 @@ pub fn config_hash(config: &BTreeMap<String, String>, secrets: &[&str], inputs: 
             hasher.update(fingerprint.as_bytes());
         }
     }
-    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn container_security_context() -> Value {
@@ -523,7 +573,13 @@ fn service_service(sf: &Storefront, service: ServiceKind) -> Child {
     if service.is_gateway() {
         spec["type"] = json!(sf.spec.gateway.service_type.as_str());
     }
-    object(sf, ChildKind::Service, &name, service.name, json!({ "spec": spec }))
+    object(
+        sf,
+        ChildKind::Service,
+        &name,
+        service.name,
+        json!({ "spec": spec }),
+    )
 }
 
 fn pdb(sf: &Storefront, service: ServiceKind) -> Child {
@@ -616,7 +672,13 @@ fn ingress(sf: &Storefront) -> Option<Child> {
     if let Some(tls) = &spec.tls_secret_name {
         body["tls"] = json!([{ "hosts": [spec.host], "secretName": tls }]);
     }
-    Some(object(sf, ChildKind::Ingress, &name, "gateway", json!({ "spec": body })))
+    Some(object(
+        sf,
+        ChildKind::Ingress,
+        &name,
+        "gateway",
+        json!({ "spec": body }),
+    ))
 }
 
 /// A managed store: a one-replica StatefulSet with a volume and a headless
@@ -744,7 +806,11 @@ fn managed_stores(sf: &Storefront) -> Vec<Child> {
         ));
     }
     if let Some(managed) = &sf.spec.kafka.managed {
-        let host = format!("{}.{}.svc", names::child(sf.name_any_str(), "kafka"), namespace(sf));
+        let host = format!(
+            "{}.{}.svc",
+            names::child(sf.name_any_str(), "kafka"),
+            namespace(sf)
+        );
         let env = |k: &str, v: String| json!({ "name": k, "value": v });
         children.extend(store(
             sf,
@@ -757,10 +823,19 @@ fn managed_stores(sf: &Storefront) -> Vec<Child> {
                 env: vec![
                     env("KAFKA_NODE_ID", "1".into()),
                     env("KAFKA_PROCESS_ROLES", "broker,controller".into()),
-                    env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093".into()),
-                    env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{host}:9092")),
+                    env(
+                        "KAFKA_LISTENERS",
+                        "PLAINTEXT://:9092,CONTROLLER://:9093".into(),
+                    ),
+                    env(
+                        "KAFKA_ADVERTISED_LISTENERS",
+                        format!("PLAINTEXT://{host}:9092"),
+                    ),
                     env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
-                    env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into()),
+                    env(
+                        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+                    ),
                     env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093".into()),
                     env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
                     env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
@@ -867,20 +942,36 @@ mod tests {
         let children = desired(&external(), &inputs());
         for service in SERVICES {
             let name = format!("shop-{}", service.name);
-            for kind in [ChildKind::Deployment, ChildKind::Service, ChildKind::PodDisruptionBudget] {
+            for kind in [
+                ChildKind::Deployment,
+                ChildKind::Service,
+                ChildKind::PodDisruptionBudget,
+            ] {
                 let body = find(&children, kind, &name);
                 assert_eq!(body["metadata"]["namespace"], "team");
                 assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
                 assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "Storefront");
-                assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/instance"], "shop");
-                assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/component"], service.name);
-                assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/managed-by"], MANAGED_BY);
+                assert_eq!(
+                    body["metadata"]["labels"]["app.kubernetes.io/instance"],
+                    "shop"
+                );
+                assert_eq!(
+                    body["metadata"]["labels"]["app.kubernetes.io/component"],
+                    service.name
+                );
+                assert_eq!(
+                    body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    MANAGED_BY
+                );
             }
             let deployment = find(&children, ChildKind::Deployment, &name);
             let container = &deployment["spec"]["template"]["spec"]["containers"][0];
             assert_eq!(container["args"], json!([service.name]));
             assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-            assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+            assert_eq!(
+                container["securityContext"]["allowPrivilegeEscalation"],
+                false
+            );
             assert_eq!(deployment["spec"]["replicas"], 1);
             if service.is_gateway() {
                 assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -889,15 +980,21 @@ mod tests {
             }
         }
         // No managed stores in external mode, no HPA without autoscaling.
-        assert!(children.iter().all(|c| c.kind != ChildKind::StatefulSet
-            && c.kind != ChildKind::HorizontalPodAutoscaler));
+        assert!(
+            children.iter().all(|c| c.kind != ChildKind::StatefulSet
+                && c.kind != ChildKind::HorizontalPodAutoscaler)
+        );
     }
 
     #[test]
     fn each_deployment_reads_only_its_own_database_secret() {
         let children = desired(&external(), &inputs());
         for service in SERVICES {
-            let deployment = find(&children, ChildKind::Deployment, &format!("shop-{}", service.name));
+            let deployment = find(
+                &children,
+                ChildKind::Deployment,
+                &format!("shop-{}", service.name),
+            );
             let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
                 .as_array()
                 .cloned()
@@ -919,7 +1016,9 @@ mod tests {
         let sf = external();
         let before = desired(&sf, &inputs());
         let mut changed = inputs();
-        changed.fingerprints.insert("shop-jwt".into(), "rotated".into());
+        changed
+            .fingerprints
+            .insert("shop-jwt".into(), "rotated".into());
         let after = desired(&sf, &changed);
         let hash = |children: &[Child], service: &str| {
             find(children, ChildKind::Deployment, &format!("shop-{service}"))["spec"]["template"]
@@ -944,8 +1043,14 @@ mod tests {
     #[test]
     fn config_points_services_at_each_other_and_the_shop_scoped_topics() {
         let data = config_data(&external());
-        assert_eq!(data["CHECKOUT_INVENTORY_URL"], "http://shop-inventory.team.svc:50053");
-        assert_eq!(data["GATEWAY_CHECKOUT_URL"], "http://shop-checkout.team.svc:50056");
+        assert_eq!(
+            data["CHECKOUT_INVENTORY_URL"],
+            "http://shop-inventory.team.svc:50053"
+        );
+        assert_eq!(
+            data["GATEWAY_CHECKOUT_URL"],
+            "http://shop-checkout.team.svc:50056"
+        );
         assert_eq!(data["CART_CHECKOUT_TOPIC"], "team.shop.checkout-events");
         assert_eq!(data["ORDERS_ORDER_TOPIC"], "team.shop.order-events");
         assert_eq!(data["ORDERS_KAFKA_BOOTSTRAP"], "kafka:9092");
@@ -992,7 +1097,10 @@ mod tests {
             let name = format!("shop-{store}");
             let set = find(&children, ChildKind::StatefulSet, &name);
             assert_eq!(set["spec"]["replicas"], 1);
-            assert_eq!(find(&children, ChildKind::Service, &name)["spec"]["clusterIP"], "None");
+            assert_eq!(
+                find(&children, ChildKind::Service, &name)["spec"]["clusterIP"],
+                "None"
+            );
         }
         let kafka = find(&children, ChildKind::StatefulSet, "shop-kafka");
         assert_eq!(
@@ -1002,7 +1110,10 @@ mod tests {
         let data = config_data(&sf);
         assert_eq!(data["CART_KAFKA_BOOTSTRAP"], "shop-kafka.team.svc:9092");
         assert_eq!(data["CART_REDIS_URL"], "redis://shop-redis.team.svc:6379");
-        assert_eq!(postgres_host(&sf), ("shop-postgres.team.svc".to_owned(), 5432));
+        assert_eq!(
+            postgres_host(&sf),
+            ("shop-postgres.team.svc".to_owned(), 5432)
+        );
     }
 
     #[test]
@@ -1014,7 +1125,10 @@ mod tests {
             "shop"
         );
         let gateway = find(&children, ChildKind::NetworkPolicy, "shop-gateway");
-        assert_eq!(gateway["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "gateway");
+        assert_eq!(
+            gateway["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "gateway"
+        );
         assert_eq!(gateway["spec"]["ingress"][0]["ports"][0]["port"], 8080);
         assert!(gateway["spec"]["ingress"][0].get("from").is_none());
     }
@@ -1033,23 +1147,37 @@ mod tests {
         for child in desired(&sf, &inputs()) {
             let body = child.body.clone();
             let parsed = match child.kind {
-                ChildKind::ConfigMap => serde_json::from_value::<core::v1::ConfigMap>(body).map(|_| ()),
+                ChildKind::ConfigMap => {
+                    serde_json::from_value::<core::v1::ConfigMap>(body).map(|_| ())
+                }
                 ChildKind::Secret => serde_json::from_value::<core::v1::Secret>(body).map(|_| ()),
                 ChildKind::Service => serde_json::from_value::<core::v1::Service>(body).map(|_| ()),
-                ChildKind::Deployment => serde_json::from_value::<apps::v1::Deployment>(body).map(|_| ()),
-                ChildKind::StatefulSet => serde_json::from_value::<apps::v1::StatefulSet>(body).map(|_| ()),
+                ChildKind::Deployment => {
+                    serde_json::from_value::<apps::v1::Deployment>(body).map(|_| ())
+                }
+                ChildKind::StatefulSet => {
+                    serde_json::from_value::<apps::v1::StatefulSet>(body).map(|_| ())
+                }
                 ChildKind::PodDisruptionBudget => {
                     serde_json::from_value::<policy::v1::PodDisruptionBudget>(body).map(|_| ())
                 }
                 ChildKind::HorizontalPodAutoscaler => {
-                    serde_json::from_value::<autoscaling::v2::HorizontalPodAutoscaler>(body).map(|_| ())
+                    serde_json::from_value::<autoscaling::v2::HorizontalPodAutoscaler>(body)
+                        .map(|_| ())
                 }
                 ChildKind::NetworkPolicy => {
                     serde_json::from_value::<networking::v1::NetworkPolicy>(body).map(|_| ())
                 }
-                ChildKind::Ingress => serde_json::from_value::<networking::v1::Ingress>(body).map(|_| ()),
+                ChildKind::Ingress => {
+                    serde_json::from_value::<networking::v1::Ingress>(body).map(|_| ())
+                }
             };
-            assert!(parsed.is_ok(), "{:?} {}: {parsed:?}", child.kind, child.name);
+            assert!(
+                parsed.is_ok(),
+                "{:?} {}: {parsed:?}",
+                child.kind,
+                child.name
+            );
             assert_eq!(child.body["kind"], child.kind.gvk().2);
         }
     }

@@ -16,8 +16,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -101,7 +100,9 @@ fn api_resource(kind: ChildKind) -> ApiResource {
 }
 
 fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force().validation_strict()
+    PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict()
 }
 
 async fn publish(ctx: &Context, sf: &Storefront, type_: EventType, reason: &str, note: String) {
@@ -154,10 +155,24 @@ async fn cleanup(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     if sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete {
         let names: Vec<String> = children::topics(sf).into_iter().map(|t| t.0).collect();
         if let Err(error) = topics::delete(&children::kafka_bootstrap(sf), &names).await {
-            publish(ctx, sf, EventType::Warning, "TopicDeletionFailed", error.to_string()).await;
+            publish(
+                ctx,
+                sf,
+                EventType::Warning,
+                "TopicDeletionFailed",
+                error.to_string(),
+            )
+            .await;
             return Err(error.into());
         }
-        publish(ctx, sf, EventType::Normal, "TopicsDeleted", names.join(", ")).await;
+        publish(
+            ctx,
+            sf,
+            EventType::Normal,
+            "TopicsDeleted",
+            names.join(", "),
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -232,7 +247,12 @@ fn fingerprint(data: &BTreeMap<String, String>) -> String {
         hasher.update(v.as_bytes());
         hasher.update([0]);
     }
-    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
@@ -244,7 +264,10 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+async fn read_secret(
+    api: &Api<Secret>,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, Error> {
     Ok(api.get_opt(name).await?.map(|s| secret_data(&s)))
 }
 
@@ -268,9 +291,21 @@ async fn ensure_secret(
     if existing == Some(data) {
         return Ok(());
     }
-    apply_child(ctx, &namespace(sf), &children::secret(sf, name, component, data)).await?;
+    apply_child(
+        ctx,
+        &namespace(sf),
+        &children::secret(sf, name, component, data),
+    )
+    .await?;
     if existing.is_none() {
-        publish(ctx, sf, EventType::Normal, "SecretCreated", format!("generated Secret {name}")).await;
+        publish(
+            ctx,
+            sf,
+            EventType::Normal,
+            "SecretCreated",
+            format!("generated Secret {name}"),
+        )
+        .await;
     }
     Ok(())
 }
@@ -282,7 +317,15 @@ async fn ensure_secret(
 async fn secrets(
     sf: &Storefront,
     ctx: &Context,
-) -> Result<(SecretInputs, Option<postgres::Server>, Vec<Database>, Option<Outcome>), Error> {
+) -> Result<
+    (
+        SecretInputs,
+        Option<postgres::Server>,
+        Vec<Database>,
+        Option<Outcome>,
+    ),
+    Error,
+> {
     let ns = namespace(sf);
     let name = sf.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -313,7 +356,13 @@ async fn secrets(
         admin
     };
     let (host, port) = children::postgres_host(sf);
-    let ssl_mode = match sf.spec.postgres.external.as_ref().and_then(|e| e.ssl_mode.as_deref()) {
+    let ssl_mode = match sf
+        .spec
+        .postgres
+        .external
+        .as_ref()
+        .and_then(|e| e.ssl_mode.as_deref())
+    {
         Some("disable") => PgSslMode::Disable,
         Some("require") => PgSslMode::Require,
         None if sf.spec.postgres.managed.is_some() => PgSslMode::Disable,
@@ -322,7 +371,10 @@ async fn secrets(
     let server = admin.map(|admin| postgres::Server {
         host,
         port: u16::try_from(port).unwrap_or(5432),
-        admin_user: admin.get("username").cloned().unwrap_or_else(|| "postgres".into()),
+        admin_user: admin
+            .get("username")
+            .cloned()
+            .unwrap_or_else(|| "postgres".into()),
         admin_password: admin.get("password").cloned().unwrap_or_default(),
         ssl_mode,
     });
@@ -356,7 +408,15 @@ async fn secrets(
             ("port".to_owned(), port.to_string()),
             ("url".to_owned(), url_server.url(&db)),
         ]);
-        ensure_secret(ctx, sf, &secret_name, service.name, existing.as_ref(), &data).await?;
+        ensure_secret(
+            ctx,
+            sf,
+            &secret_name,
+            service.name,
+            existing.as_ref(),
+            &data,
+        )
+        .await?;
         inputs.fingerprints.insert(secret_name, fingerprint(&data));
         databases.push(db);
     }
@@ -367,9 +427,10 @@ async fn secrets(
             let data = read_secret(&api, &reference.name).await?;
             match data.as_ref().and_then(|d| d.get(&reference.key)) {
                 Some(value) => {
-                    inputs
-                        .fingerprints
-                        .insert(reference.name.clone(), fingerprint(&BTreeMap::from([(reference.key.clone(), value.clone())])));
+                    inputs.fingerprints.insert(
+                        reference.name.clone(),
+                        fingerprint(&BTreeMap::from([(reference.key.clone(), value.clone())])),
+                    );
                 }
                 None => {
                     publish(
@@ -391,10 +452,18 @@ async fn secrets(
                 .as_ref()
                 .and_then(|d| d.get("secret").cloned())
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| format!("{}{}", postgres::generate_password(), postgres::generate_password()));
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}{}",
+                        postgres::generate_password(),
+                        postgres::generate_password()
+                    )
+                });
             let data = BTreeMap::from([("secret".to_owned(), value)]);
             ensure_secret(ctx, sf, &secret_name, "gateway", existing.as_ref(), &data).await?;
-            inputs.fingerprints.insert(secret_name.clone(), fingerprint(&data));
+            inputs
+                .fingerprints
+                .insert(secret_name.clone(), fingerprint(&data));
             inputs.jwt = (secret_name, "secret".to_owned());
         }
     }
@@ -406,12 +475,16 @@ async fn secrets(
 async fn prune(sf: &Storefront, ctx: &Context, wanted: &[Child]) -> Result<Vec<String>, Error> {
     let ns = namespace(sf);
     let uid = sf.uid();
-    let wanted: BTreeSet<(ChildKind, &str)> = wanted.iter().map(|c| (c.kind, c.name.as_str())).collect();
+    let wanted: BTreeSet<(ChildKind, &str)> =
+        wanted.iter().map(|c| (c.kind, c.name.as_str())).collect();
     let mut pruned = vec![];
     for kind in ChildKind::PRUNED {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &api_resource(kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &api_resource(kind));
         let list = api
-            .list_metadata(&ListParams::default().labels(&children::instance_selector(&sf.name_any())))
+            .list_metadata(
+                &ListParams::default().labels(&children::instance_selector(&sf.name_any())),
+            )
             .await?;
         for object in list.items {
             let name = object.name_any();
@@ -486,7 +559,15 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
 
     if sf.spec.paused {
-        set_condition(&mut status.conditions, READY, false, "Paused", "spec.paused is true: nothing is applied", generation, now);
+        set_condition(
+            &mut status.conditions,
+            READY,
+            false,
+            "Paused",
+            "spec.paused is true: nothing is applied",
+            generation,
+            now,
+        );
         status.observed_generation = generation;
         write_status(sf, ctx, &old, &status).await?;
         return Ok(Action::await_change());
@@ -514,7 +595,14 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     }
     let pruned = prune(sf, ctx, &wanted).await?;
     if !pruned.is_empty() {
-        publish(ctx, sf, EventType::Normal, "Pruned", format!("deleted {}", pruned.join(", "))).await;
+        publish(
+            ctx,
+            sf,
+            EventType::Normal,
+            "Pruned",
+            format!("deleted {}", pruned.join(", ")),
+        )
+        .await;
     }
     if old.observed_generation != generation {
         publish(
@@ -522,7 +610,11 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             sf,
             EventType::Normal,
             "Applied",
-            format!("generation {} applied: {} objects", generation.unwrap_or_default(), wanted.len()),
+            format!(
+                "generation {} applied: {} objects",
+                generation.unwrap_or_default(),
+                wanted.len()
+            ),
         )
         .await;
     }
@@ -534,7 +626,12 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         (None, Some(server)) => match postgres::provision(&server, &databases).await {
             Ok(()) => Outcome::ok(
                 "Provisioned",
-                format!("{} databases and roles on {}:{}", databases.len(), server.host, server.port),
+                format!(
+                    "{} databases and roles on {}:{}",
+                    databases.len(),
+                    server.host,
+                    server.port
+                ),
             ),
             Err(error) => Outcome::failed(error.reason(), error.to_string()),
         },
@@ -566,12 +663,17 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             }
             status.topics = report.partitions.clone();
             if report.decreases.is_empty() {
-                Outcome::ok("Created", format!("{} topics on {bootstrap}", wanted_topics.len()))
+                Outcome::ok(
+                    "Created",
+                    format!("{} topics on {bootstrap}", wanted_topics.len()),
+                )
             } else {
                 let detail = report
                     .decreases
                     .iter()
-                    .map(|(topic, wanted, have)| format!("{topic} has {have} partitions, the spec asks for {wanted}"))
+                    .map(|(topic, wanted, have)| {
+                        format!("{topic} has {have} partitions, the spec asks for {wanted}")
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
                 degraded_reasons.push(format!("PartitionDecreaseRefused: {detail}"));
@@ -599,8 +701,21 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         (TOPICS_READY, &topics_outcome),
         (SERVICES_AVAILABLE, &services_outcome),
     ] {
-        if set_condition(&mut status.conditions, type_, outcome.ok, &outcome.reason, &outcome.message, generation, now) {
-            flips.push((type_, outcome.ok, outcome.reason.clone(), outcome.message.clone()));
+        if set_condition(
+            &mut status.conditions,
+            type_,
+            outcome.ok,
+            &outcome.reason,
+            &outcome.message,
+            generation,
+            now,
+        ) {
+            flips.push((
+                type_,
+                outcome.ok,
+                outcome.reason.clone(),
+                outcome.message.clone(),
+            ));
         }
     }
     let ready = databases_outcome.ok && topics_outcome.ok && services_outcome.ok;
@@ -614,11 +729,25 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     .map(|(t, _)| *t)
     .collect();
     let (ready_reason, ready_message) = if ready {
-        ("AllReady".to_owned(), "databases, topics and services are ready".to_owned())
+        (
+            "AllReady".to_owned(),
+            "databases, topics and services are ready".to_owned(),
+        )
     } else {
-        ("NotReady".to_owned(), format!("not yet: {}", not_ready.join(", ")))
+        (
+            "NotReady".to_owned(),
+            format!("not yet: {}", not_ready.join(", ")),
+        )
     };
-    if set_condition(&mut status.conditions, READY, ready, &ready_reason, &ready_message, generation, now) {
+    if set_condition(
+        &mut status.conditions,
+        READY,
+        ready,
+        &ready_reason,
+        &ready_message,
+        generation,
+        now,
+    ) {
         flips.push((READY, ready, ready_reason, ready_message));
     }
     // Degraded: something failed that waiting alone will not fix.
@@ -629,12 +758,24 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     }
     let degraded = !degraded_reasons.is_empty();
     let (degraded_reason, degraded_message) = if degraded {
-        let reason = degraded_reasons[0].split(':').next().unwrap_or("Failed").to_owned();
+        let reason = degraded_reasons[0]
+            .split(':')
+            .next()
+            .unwrap_or("Failed")
+            .to_owned();
         (reason, degraded_reasons.join("; "))
     } else {
         ("AsExpected".to_owned(), "no failures".to_owned())
     };
-    if set_condition(&mut status.conditions, DEGRADED, degraded, &degraded_reason, &degraded_message, generation, now) {
+    if set_condition(
+        &mut status.conditions,
+        DEGRADED,
+        degraded,
+        &degraded_reason,
+        &degraded_message,
+        generation,
+        now,
+    ) {
         flips.push((DEGRADED, degraded, degraded_reason, degraded_message));
     }
     for (type_, ok, reason, message) in flips {
@@ -642,14 +783,22 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         publish(
             ctx,
             sf,
-            if bad { EventType::Warning } else { EventType::Normal },
+            if bad {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             &reason,
             format!("{type_}={}: {message}", if ok { "True" } else { "False" }),
         )
         .await;
     }
     write_status(sf, ctx, &old, &status).await?;
-    Ok(Action::requeue(if ready { RESYNC } else { RETRY_NOT_READY }))
+    Ok(Action::requeue(if ready {
+        RESYNC
+    } else {
+        RETRY_NOT_READY
+    }))
 }
 
 /// Writes the status subresource when it changed (no churn otherwise).
@@ -668,8 +817,12 @@ async fn write_status(
         "kind": Storefront::kind(&()),
         "status": status,
     });
-    api.patch_status(&sf.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await?;
+    api.patch_status(
+        &sf.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -683,12 +836,36 @@ mod tests {
         let t1 = Timestamp::from_second(2_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let t2 = Timestamp::from_second(3_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let mut conditions = vec![];
-        assert!(set_condition(&mut conditions, READY, false, "NotReady", "a", Some(1), t0));
-        assert!(!set_condition(&mut conditions, READY, false, "NotReady", "b", Some(2), t1));
+        assert!(set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "NotReady",
+            "a",
+            Some(1),
+            t0
+        ));
+        assert!(!set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "NotReady",
+            "b",
+            Some(2),
+            t1
+        ));
         assert_eq!(conditions[0].last_transition_time, Time(t0));
         assert_eq!(conditions[0].message, "b");
         assert_eq!(conditions[0].observed_generation, Some(2));
-        assert!(set_condition(&mut conditions, READY, true, "AllReady", "c", Some(2), t2));
+        assert!(set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "AllReady",
+            "c",
+            Some(2),
+            t2
+        ));
         assert_eq!(conditions[0].last_transition_time, Time(t2));
         assert_eq!(conditions[0].status, "True");
         assert_eq!(conditions.len(), 1);

@@ -38,8 +38,16 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = "1"
     ),
-    printcolumn(name = "Gateway", type_ = "string", json_path = ".status.gatewayAddress"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Gateway",
+        type_ = "string",
+        json_path = ".status.gatewayAddress"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StorefrontSpec {
@@ -490,12 +498,21 @@ mod tests {
     #[test]
     fn the_crd_has_the_contracted_names_columns_and_subresources() {
         let crd = Storefront::crd();
-        assert_eq!(crd.metadata.name.as_deref(), Some("storefronts.shop.storefront.dev"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("storefronts.shop.storefront.dev")
+        );
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.short_names, Some(vec!["sf".to_owned()]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let columns: Vec<&str> = version
             .additional_printer_columns
             .iter()

@@ -7,9 +7,19 @@ use storefront_runtime::config::LogFormat;
 use storefront_runtime::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "storefront-operator", version, about = "Reconciles Storefront resources into a running shop")]
+#[command(
+    name = "storefront-operator",
+    version,
+    about = "Reconciles Storefront resources into a running shop"
+)]
 struct Cli {
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "json",
+        global = true
+    )]
     log_format: LogFormat,
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     log_level: String,

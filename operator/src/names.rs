@@ -122,7 +122,11 @@ mod tests {
         assert_eq!(long.len(), 63);
         assert!(long.starts_with("sf_nnn"));
         // Two long names that differ only after the cut still differ.
-        let other = database(&"n".repeat(63), &format!("{}t", "s".repeat(62)), "inventory");
+        let other = database(
+            &"n".repeat(63),
+            &format!("{}t", "s".repeat(62)),
+            "inventory",
+        );
         assert_ne!(long, other);
         assert!(
             long.chars()

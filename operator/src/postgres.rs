@@ -153,7 +153,11 @@ pub async fn provision(server: &Server, databases: &[Database]) -> Result<(), Pr
             let created = execute(
                 &mut conn,
                 &format!("CREATE DATABASE {}", db.name),
-                format!("CREATE DATABASE {} OWNER {}", ident(&db.name), ident(&db.name)),
+                format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    ident(&db.name),
+                    ident(&db.name)
+                ),
             )
             .await;
             // Two operators racing (or a retry after a lost answer) may find

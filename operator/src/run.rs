@@ -31,7 +31,11 @@ pub struct OperatorConfig {
     /// The Lease's namespace (the operator's own, from the downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    #[arg(long, env = "OPERATOR_LEASE_NAME", default_value = "storefront-operator")]
+    #[arg(
+        long,
+        env = "OPERATOR_LEASE_NAME",
+        default_value = "storefront-operator"
+    )]
     pub lease_name: String,
     /// This replica's identity in the Lease and in Events (the pod's name).
     #[arg(long, env = "POD_NAME")]
@@ -79,7 +83,11 @@ async fn serve_http(
 }
 
 /// Runs the operator until `shutdown` (or until it loses its Lease).
-pub async fn run(config: OperatorConfig, client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: OperatorConfig,
+    client: Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(serve_http(config.listen, ready.clone(), shutdown.clone()));
 
@@ -88,7 +96,12 @@ pub async fn run(config: OperatorConfig, client: Client, shutdown: CancellationT
         .clone()
         .unwrap_or_else(|| format!("storefront-operator-{}", std::process::id()));
     let election = config.leader_elect.then(|| {
-        LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &identity)
+        LeaderElection::new(
+            client.clone(),
+            &config.lease_namespace,
+            &config.lease_name,
+            &identity,
+        )
     });
     if let Some(election) = &election {
         tracing::info!(lease = %config.lease_name, %identity, "waiting for the Lease");
@@ -104,9 +117,14 @@ pub async fn run(config: OperatorConfig, client: Client, shutdown: CancellationT
             Api::<Deployment>::namespaced(client.clone(), ns),
             Api::<StatefulSet>::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=storefront-operator");
+    let children =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=storefront-operator");
     let context = Arc::new(Context::new(client.clone(), Some(identity)));
     let stop = shutdown.clone();
     let controller = Controller::new(storefronts, watcher::Config::default())

@@ -61,7 +61,11 @@ pub async fn reachable(bootstrap: &str) -> Result<(), TopicsError> {
         detail,
     };
     let mut last = String::from("no bootstrap server given");
-    for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for server in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let addrs = match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host(server)).await {
             Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
             Ok(Err(error)) => {
@@ -84,7 +88,9 @@ pub async fn reachable(bootstrap: &str) -> Result<(), TopicsError> {
     Err(unreachable(last))
 }
 
-fn admin(bootstrap: &str) -> Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, TopicsError> {
+fn admin(
+    bootstrap: &str,
+) -> Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, TopicsError> {
     kafka::admin(bootstrap).map_err(|e| TopicsError::Unreachable {
         bootstrap: bootstrap.to_owned(),
         detail: e.to_string(),
@@ -106,18 +112,24 @@ async fn describe(
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
         let client = admin(&bootstrap)?;
-        let metadata = client
-            .inner()
-            .fetch_metadata(None, TIMEOUT)
-            .map_err(|e| TopicsError::Unreachable {
-                bootstrap: bootstrap.clone(),
-                detail: e.to_string(),
-            })?;
+        let metadata =
+            client
+                .inner()
+                .fetch_metadata(None, TIMEOUT)
+                .map_err(|e| TopicsError::Unreachable {
+                    bootstrap: bootstrap.clone(),
+                    detail: e.to_string(),
+                })?;
         Ok(metadata
             .topics()
             .iter()
             .filter(|t| t.error().is_none() && names.iter().any(|n| n == t.name()))
-            .map(|t| (t.name().to_owned(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+            .map(|t| {
+                (
+                    t.name().to_owned(),
+                    i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+                )
+            })
             .collect())
     })
     .await
@@ -136,13 +148,20 @@ pub async fn ensure(bootstrap: &str, wanted: &[WantedTopic]) -> Result<TopicsRep
     let client = admin(bootstrap)?;
     let mut report = TopicsReport::default();
 
-    let missing: Vec<&WantedTopic> = wanted.iter().filter(|t| !existing.contains_key(&t.name)).collect();
+    let missing: Vec<&WantedTopic> = wanted
+        .iter()
+        .filter(|t| !existing.contains_key(&t.name))
+        .collect();
     if !missing.is_empty() {
         let new: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|t| {
                 t.config.iter().fold(
-                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)),
+                    NewTopic::new(
+                        &t.name,
+                        t.partitions,
+                        TopicReplication::Fixed(t.replication),
+                    ),
                     |topic, (k, v)| topic.set(k, v),
                 )
             })
@@ -219,13 +238,14 @@ pub async fn delete(bootstrap: &str, names: &[String]) -> Result<(), TopicsError
     reachable(bootstrap).await?;
     let client = admin(bootstrap)?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let results = client
-        .delete_topics(&refs, &options())
-        .await
-        .map_err(|e| TopicsError::Unreachable {
-            bootstrap: bootstrap.to_owned(),
-            detail: e.to_string(),
-        })?;
+    let results =
+        client
+            .delete_topics(&refs, &options())
+            .await
+            .map_err(|e| TopicsError::Unreachable {
+                bootstrap: bootstrap.to_owned(),
+                detail: e.to_string(),
+            })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
