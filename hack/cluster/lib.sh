@@ -503,10 +503,11 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
 spec: {}
-status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "1000", ephemeral-storage: 1Ti}
-  capacity: {cpu: "64", memory: 256Gi, pods: "1000", ephemeral-storage: 1Ti}
 EOF
+  # Room for the operator benchmark's 100 shops (1,000 pods) and the tests'.
+  sf_kubectl patch node "$CLUSTER_NODE_NAME" --subresource=status --type=merge -p \
+    '{"status":{"allocatable":{"cpu":"64","memory":"256Gi","pods":"4000","ephemeral-storage":"1Ti"},"capacity":{"cpu":"64","memory":"256Gi","pods":"4000","ephemeral-storage":"1Ti"}}}' \
+    >/dev/null || sf_die "could not set the capacity of node $CLUSTER_NODE_NAME"
   local deadline=$((SECONDS + CLUSTER_START_TIMEOUT))
   until [[ "$(sf_kubectl get node "$CLUSTER_NODE_NAME" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do

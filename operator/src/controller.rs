@@ -119,26 +119,56 @@ async fn publish(ctx: &Context, sf: &Storefront, type_: EventType, reason: &str,
     }
 }
 
-/// Entry point for the controller: the finalizer decides between apply
-/// and cleanup.
+/// Entry point for the controller. Only a Storefront whose topics are to be
+/// deleted with it carries the finalizer (so that, under the default
+/// `Retain`, deleting a Storefront never waits for the operator); one whose
+/// policy went back to `Retain` loses it.
 pub async fn reconcile(sf: Arc<Storefront>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api: Api<Storefront> = Api::namespaced(ctx.client.clone(), &namespace(&sf));
-    let result = finalizer(&api, FINALIZER, sf, |event| async {
-        match event {
-            finalizer::Event::Apply(sf) => apply(&sf, &ctx).await,
-            finalizer::Event::Cleanup(sf) => cleanup(&sf, &ctx).await,
+    let wants_finalizer = sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete;
+    let has_finalizer = sf.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = sf.metadata.deletion_timestamp.is_some();
+    let result = if wants_finalizer || (has_finalizer && deleting) {
+        finalizer(&api, FINALIZER, sf, |event| async {
+            match event {
+                finalizer::Event::Apply(sf) => apply(&sf, &ctx).await,
+                finalizer::Event::Cleanup(sf) => cleanup(&sf, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    } else if deleting {
+        Ok(Action::await_change())
+    } else {
+        match remove_finalizer(&api, &sf).await {
+            Ok(()) => apply(&sf, &ctx).await,
+            Err(error) => Err(error),
         }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    };
     metrics::histogram!("storefront_operator_reconcile_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("storefront_operator_reconciles_total").increment(1);
     result
+}
+
+/// Takes our finalizer off a Storefront that no longer needs it.
+async fn remove_finalizer(api: &Api<Storefront>, sf: &Storefront) -> Result<(), Error> {
+    let Some(index) = sf.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": path, "value": FINALIZER },
+        { "op": "remove", "path": path },
+    ]))
+    .map_err(|e| Error::Finalizer(e.to_string()))?;
+    api.patch::<Storefront>(&sf.name_any(), &PatchParams::default(), &Patch::Json(patch))
+        .await?;
+    Ok(())
 }
 
 /// What the controller does after a failed reconcile: count it, retry soon.

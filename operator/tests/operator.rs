@@ -639,7 +639,7 @@ async fn a_broker_outage_is_a_condition_and_recovers_when_it_returns() {
 async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here() {
     install_crd().await;
     let ns = TestNamespace::new("operator-managed").await.unwrap();
-    let _operator = Operator::start(ns.name());
+    let operator = Operator::start(ns.name());
     let api: Api<Storefront> = ns.api();
     let sf: Storefront = serde_json::from_value(json!({
         "apiVersion": "shop.storefront.dev/v1alpha1",
@@ -673,5 +673,14 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     }
     let admin = secret_value(&ns, "shop-postgres-admin", "password").await;
     assert_eq!(admin.len(), 32);
+    // Under the default Retain policy it carries no finalizer: deleting it
+    // never waits for the operator.
+    let sf = api.get("shop").await.unwrap();
+    assert!(sf.finalizers().is_empty(), "{:?}", sf.finalizers());
+    drop(operator);
+    api.delete("shop", &DeleteParams::default()).await.unwrap();
+    wait_for_deletion(&api, "shop", READY_TIMEOUT)
+        .await
+        .unwrap();
     ns.cleanup().await.unwrap();
 }
