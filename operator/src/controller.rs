@@ -7,11 +7,11 @@
 //! the Kafka admin API → status from the Deployments. A failing database or
 //! broker is a condition and a retry, never a crash.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -75,6 +75,41 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// Per Storefront (uid) and step, the fingerprint of the inputs last
+    /// brought about successfully and when: a reconcile whose inputs are
+    /// unchanged since, within [`RESYNC`], skips that step (most reconciles
+    /// are a child's status moving). Lost on restart, which only means one
+    /// full pass.
+    done: Mutex<HashMap<(String, Step), (String, Instant)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Step {
+    Children,
+    Databases,
+    Topics,
+}
+
+impl Context {
+    fn is_done(&self, uid: &str, step: Step, fingerprint: &str) -> bool {
+        self.done
+            .lock()
+            .ok()
+            .and_then(|done| done.get(&(uid.to_owned(), step)).cloned())
+            .is_some_and(|(f, at)| f == fingerprint && at.elapsed() < RESYNC)
+    }
+
+    fn mark_done(&self, uid: &str, step: Step, fingerprint: String) {
+        if let Ok(mut done) = self.done.lock() {
+            done.insert((uid.to_owned(), step), (fingerprint, Instant::now()));
+        }
+    }
+
+    fn forget(&self, uid: &str, step: Step) {
+        if let Ok(mut done) = self.done.lock() {
+            done.remove(&(uid.to_owned(), step));
+        }
+    }
 }
 
 impl Context {
@@ -86,7 +121,11 @@ impl Context {
                 instance,
             },
         );
-        Self { client, recorder }
+        Self {
+            client,
+            recorder,
+            done: Mutex::default(),
+        }
     }
 }
 
@@ -294,13 +333,6 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn read_secret(
-    api: &Api<Secret>,
-    name: &str,
-) -> Result<Option<BTreeMap<String, String>>, Error> {
-    Ok(api.get_opt(name).await?.map(|s| secret_data(&s)))
-}
-
 async fn apply_child(ctx: &Context, namespace: &str, child: &Child) -> Result<(), kube::Error> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), namespace, &api_resource(child.kind));
@@ -359,12 +391,31 @@ async fn secrets(
     let ns = namespace(sf);
     let name = sf.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    // The Secrets the operator made carry the instance label: one LIST
+    // reads them all; others (an external admin's, a JWT reference) by name.
+    let ours: BTreeMap<String, BTreeMap<String, String>> = api
+        .list(&ListParams::default().labels(&children::instance_selector(&name)))
+        .await?
+        .items
+        .iter()
+        .map(|s| (s.name_any(), secret_data(s)))
+        .collect();
+    let read_secret = |secret: String| {
+        let api = api.clone();
+        let known = ours.get(&secret).cloned();
+        async move {
+            match known {
+                Some(data) => Ok(Some(data)),
+                None => Ok::<_, Error>(api.get_opt(&secret).await?.map(|s| secret_data(&s))),
+            }
+        }
+    };
     let mut inputs = SecretInputs::default();
     let mut problem = None;
 
     // The PostgreSQL admin.
     let admin_name = children::postgres_admin_secret_name(sf);
-    let admin = read_secret(&api, &admin_name).await?;
+    let admin = read_secret(admin_name.clone()).await?;
     let admin = if sf.spec.postgres.managed.is_some() {
         let password = admin
             .as_ref()
@@ -413,7 +464,7 @@ async fn secrets(
     let mut databases = vec![];
     for service in SERVICES.iter().filter(|s| s.database) {
         let secret_name = children::database_secret_name(sf, *service);
-        let existing = read_secret(&api, &secret_name).await?;
+        let existing = read_secret(secret_name.clone()).await?;
         let db = Database {
             name: names::database(&ns, &name, service.name),
             password: existing
@@ -454,7 +505,7 @@ async fn secrets(
     // The gateway's JWT secret.
     match &sf.spec.gateway.jwt_secret_ref {
         Some(reference) => {
-            let data = read_secret(&api, &reference.name).await?;
+            let data = read_secret(reference.name.clone()).await?;
             match data.as_ref().and_then(|d| d.get(&reference.key)) {
                 Some(value) => {
                     inputs.fingerprints.insert(
@@ -477,7 +528,7 @@ async fn secrets(
         }
         None => {
             let secret_name = children::generated_jwt_secret_name(sf);
-            let existing = read_secret(&api, &secret_name).await?;
+            let existing = read_secret(secret_name.clone()).await?;
             let value = existing
                 .as_ref()
                 .and_then(|d| d.get("secret").cloned())
@@ -547,8 +598,12 @@ async fn services_status(
         list.items.into_iter().map(|d| (d.name_any(), d)).collect();
     let mut status = BTreeMap::new();
     let mut waiting = vec![];
+    let mut by_name_missing = vec![];
     for service in SERVICES {
         let deployment = by_name.remove(&names::child(&sf.name_any(), service.name));
+        if deployment.is_none() {
+            by_name_missing.push(service.name);
+        }
         let wanted = deployment
             .as_ref()
             .and_then(|d| d.spec.as_ref())
@@ -572,12 +627,114 @@ async fn services_status(
             },
         );
     }
+    // A Deployment or StatefulSet deleted by hand: the next reconcile
+    // applies everything again instead of trusting what it did before.
+    let managed_stores = [
+        ("postgres", sf.spec.postgres.managed.is_some()),
+        ("redis", sf.spec.redis.managed.is_some()),
+        ("kafka", sf.spec.kafka.managed.is_some()),
+    ];
+    let mut missing = !by_name_missing.is_empty();
+    if managed_stores.iter().any(|(_, managed)| *managed) {
+        let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace(sf));
+        let have: BTreeSet<String> = sets
+            .list_metadata(
+                &ListParams::default().labels(&children::instance_selector(&sf.name_any())),
+            )
+            .await?
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        missing |= managed_stores.iter().any(|(store, managed)| {
+            *managed && !have.contains(&names::child(&sf.name_any(), store))
+        });
+    }
+    if missing {
+        ctx.forget(&sf.uid().unwrap_or_default(), Step::Children);
+    }
     let outcome = if waiting.is_empty() {
         Outcome::ok("AllAvailable", "every service has its replicas available")
     } else {
         Outcome::failed("Progressing", format!("waiting for {}", waiting.join(", ")))
     };
     Ok((status, outcome))
+}
+
+/// Turns what [`topics::ensure`] found into the `TopicsReady` outcome, the
+/// status's partitions and Events.
+async fn report_topics(
+    ctx: &Context,
+    sf: &Storefront,
+    status: &mut StorefrontStatus,
+    degraded_reasons: &mut Vec<String>,
+    bootstrap: &str,
+    count: usize,
+    report: topics::TopicsReport,
+) -> Outcome {
+    if !report.changed.is_empty() {
+        publish(
+            ctx,
+            sf,
+            EventType::Normal,
+            "TopicsChanged",
+            format!("created or grown: {}", report.changed.join(", ")),
+        )
+        .await;
+    }
+    status.topics = report.partitions.clone();
+    if report.decreases.is_empty() {
+        return Outcome::ok("Created", format!("{count} topics on {bootstrap}"));
+    }
+    let detail = report
+        .decreases
+        .iter()
+        .map(|(topic, wanted, have)| {
+            format!("{topic} has {have} partitions, the spec asks for {wanted}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    degraded_reasons.push(format!("PartitionDecreaseRefused: {detail}"));
+    Outcome::failed(
+        "PartitionDecreaseRefused",
+        format!("Kafka cannot remove partitions: {detail}"),
+    )
+}
+
+/// Provisions the databases unless the same ones were provisioned with the
+/// same credentials within [`RESYNC`].
+async fn provision_once(
+    ctx: &Context,
+    uid: &str,
+    server: &postgres::Server,
+    databases: &[Database],
+) -> Result<(), postgres::ProvisionError> {
+    let fingerprint = fingerprint_of(&(
+        &server.host,
+        server.port,
+        &server.admin_user,
+        &server.admin_password,
+        databases
+            .iter()
+            .map(|d| (&d.name, &d.password))
+            .collect::<Vec<_>>(),
+    ));
+    if ctx.is_done(uid, Step::Databases, &fingerprint) {
+        return Ok(());
+    }
+    postgres::provision(server, databases).await?;
+    ctx.mark_done(uid, Step::Databases, fingerprint);
+    Ok(())
+}
+
+/// A short hash of anything serialisable.
+fn fingerprint_of<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    Sha256::digest(&bytes)
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
@@ -609,8 +766,11 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     }
 
     let (inputs, server, databases, admin_problem) = secrets(sf, ctx).await?;
+    let uid = sf.uid().unwrap_or_default();
     let wanted = children::desired(sf, &inputs);
-    for child in &wanted {
+    let children_fingerprint = fingerprint_of(&wanted.iter().map(|c| &c.body).collect::<Vec<_>>());
+    let children_done = ctx.is_done(&uid, Step::Children, &children_fingerprint);
+    for child in wanted.iter().filter(|_| !children_done) {
         if let Err(error) = apply_child(ctx, &ns, child).await {
             publish(
                 ctx,
@@ -623,7 +783,12 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             return Err(error.into());
         }
     }
-    let pruned = prune(sf, ctx, &wanted).await?;
+    let pruned = if children_done {
+        vec![]
+    } else {
+        prune(sf, ctx, &wanted).await?
+    };
+    ctx.mark_done(&uid, Step::Children, children_fingerprint);
     if !pruned.is_empty() {
         publish(
             ctx,
@@ -653,7 +818,7 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     let databases_outcome = match (admin_problem, server) {
         (Some(problem), _) => problem,
         (None, None) => Outcome::failed("AdminSecretMissing", "no PostgreSQL admin credentials"),
-        (None, Some(server)) => match postgres::provision(&server, &databases).await {
+        (None, Some(server)) => match provision_once(ctx, &uid, &server, &databases).await {
             Ok(()) => Outcome::ok(
                 "Provisioned",
                 format!(
@@ -679,43 +844,42 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         .collect();
     let bootstrap = children::kafka_bootstrap(sf);
     let mut degraded_reasons = vec![];
-    let topics_outcome = match topics::ensure(&bootstrap, &wanted_topics).await {
-        Ok(report) => {
-            if !report.changed.is_empty() {
-                publish(
-                    ctx,
-                    sf,
-                    EventType::Normal,
-                    "TopicsChanged",
-                    format!("created or grown: {}", report.changed.join(", ")),
-                )
-                .await;
-            }
-            status.topics = report.partitions.clone();
+    let topics_fingerprint = fingerprint_of(&(&bootstrap, &wanted_topics));
+    let topics_result = if ctx.is_done(&uid, Step::Topics, &topics_fingerprint) {
+        Ok(None)
+    } else {
+        topics::ensure(&bootstrap, &wanted_topics).await.map(Some)
+    };
+    let topics_outcome = match topics_result {
+        // Unchanged since the last success: the condition stays.
+        Ok(None) => match status.conditions.iter().find(|c| c.type_ == TOPICS_READY) {
+            Some(c) => Outcome {
+                ok: c.status == "True",
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            },
+            None => Outcome::ok(
+                "Created",
+                format!("{} topics on {bootstrap}", wanted_topics.len()),
+            ),
+        },
+        Ok(Some(report)) => {
             if report.decreases.is_empty() {
-                Outcome::ok(
-                    "Created",
-                    format!("{} topics on {bootstrap}", wanted_topics.len()),
-                )
-            } else {
-                let detail = report
-                    .decreases
-                    .iter()
-                    .map(|(topic, wanted, have)| {
-                        format!("{topic} has {have} partitions, the spec asks for {wanted}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                degraded_reasons.push(format!("PartitionDecreaseRefused: {detail}"));
-                Outcome::failed(
-                    "PartitionDecreaseRefused",
-                    format!("Kafka cannot remove partitions: {detail}"),
-                )
+                ctx.mark_done(&uid, Step::Topics, topics_fingerprint.clone());
             }
+            report_topics(
+                ctx,
+                sf,
+                &mut status,
+                &mut degraded_reasons,
+                &bootstrap,
+                wanted_topics.len(),
+                report,
+            )
+            .await
         }
         Err(error) => Outcome::failed(error.reason(), error.to_string()),
     };
-
     let (services, services_outcome) = services_status(sf, ctx).await?;
     status.services = services;
     status.gateway_address = Some(format!(

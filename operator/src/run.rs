@@ -43,6 +43,10 @@ pub struct OperatorConfig {
     /// Storefronts reconciled at once.
     #[arg(long, env = "OPERATOR_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Triggers for one Storefront within this window make one reconcile
+    /// (a rollout moves a Deployment's status many times).
+    #[arg(long, env = "OPERATOR_DEBOUNCE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub debounce: std::time::Duration,
 }
 
 /// The HTTP endpoint: metrics always, ready once the controller runs.
@@ -130,7 +134,11 @@ pub async fn run(
     let controller = Controller::new(storefronts, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(statefulsets, children)
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(config.concurrency)
+                .debounce(config.debounce),
+        )
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(controller::reconcile, controller::error_policy, context)
         .for_each(|result| async move {

@@ -17,7 +17,7 @@ use storefront_runtime::kafka;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One topic as the spec wants it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct WantedTopic {
     pub name: String,
     pub partitions: i32,
