@@ -20,7 +20,7 @@ bench: ## Release-build load test through the gateway; report in bench/results/l
 lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh hack/charts/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
 
 crds: ## Regenerate crds/storefront.yaml from the operator's Rust types
 	cargo run -q -p storefront-operator -- crd > crds/storefront.yaml
@@ -52,3 +52,27 @@ cluster-down: ## Stop it (data is kept)
 
 cluster-purge: ## Stop it and delete its data
 	@bash hack/cluster/down.sh --purge
+
+# --- packaging (issue 7): Helm charts, images, Compose, kind ------------------------
+.PHONY: charts lint-packaging kind-up kind-test kind-down cluster-demo cluster-demo-down
+
+charts: ## helm lint --strict and helm template of both charts; their CRD is crds/'s
+	@bash hack/charts/check.sh
+
+lint-packaging: ## Dockerfiles, deploy/compose.yaml, deploy/kind.yaml and .github/workflows through their linters
+	@bash hack/charts/lint.sh
+
+kind-up: ## (needs Docker and kind) A kind cluster from deploy/kind.yaml
+	@bash hack/charts/kind-test.sh up
+
+kind-test: ## (needs Docker, kind, kubectl, helm) CI's kind path: images, charts, Ready, GET /api/v1/products
+	@bash hack/charts/kind-test.sh all
+
+kind-down: ## Delete the kind cluster
+	@bash hack/charts/kind-test.sh down
+
+cluster-demo: ## Both charts on the local control plane, the operator run here as the chart's ServiceAccount, until Ctrl-C
+	@bash hack/charts/cluster-demo.sh
+
+cluster-demo-down: ## Uninstall what cluster-demo installed
+	@bash hack/charts/cluster-demo.sh down

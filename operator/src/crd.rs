@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A whole shop: its services, where its data lives, its Kafka topics.
+#[allow(clippy::duplicated_attributes)] // `derive = …` twice is kube's syntax
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "shop.storefront.dev",

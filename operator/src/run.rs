@@ -49,7 +49,7 @@ pub struct OperatorConfig {
     pub debounce: std::time::Duration,
 }
 
-/// The HTTP endpoint: metrics always, ready once the controller runs.
+/// The HTTP endpoint: metrics, liveness, and readiness once started.
 async fn serve_http(
     addr: SocketAddr,
     ready: Arc<AtomicBool>,
@@ -107,6 +107,10 @@ pub async fn run(
             &identity,
         )
     });
+    // A standby replica is healthy and ready: it serves its endpoint and
+    // takes over when the leader goes (else rollouts of more than one
+    // replica would wait for standbys that never become ready).
+    ready.store(true, Ordering::Relaxed);
     if let Some(election) = &election {
         tracing::info!(lease = %config.lease_name, %identity, "waiting for the Lease");
         tokio::select! {
@@ -146,7 +150,6 @@ pub async fn run(
                 tracing::debug!(%error, "reconcile");
             }
         });
-    ready.store(true, Ordering::Relaxed);
     tracing::info!("controller running");
 
     let lost = async {
