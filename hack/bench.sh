@@ -15,7 +15,7 @@ cd "$STOREFRONT_ROOT"
 bash hack/install-build-deps.sh
 bash hack/infra-up.sh
 echo "==> building release binaries" >&2
-cargo build --release -p storefront -p storefront-bench
+cargo build --release -p storefront -p storefront-bench -p storefront-operator
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/release/storefront"
 bench="$target_dir/release/storefront-bench"
@@ -152,4 +152,15 @@ report["tracing"] = tracing
 json.dump(report, open(out, "w"), indent=2)
 PY
   rm -rf "$tracing_dir"
+fi
+
+# The operator: 100 managed Storefronts at once on the local control plane
+# (started here if it is not up; built from its Go modules once, ~10 min
+# cold). Report: bench/results/operator.json (BENCH_OPERATOR=0 skips it).
+if [[ "${BENCH_OPERATOR:-1}" != 0 ]]; then
+  echo "==> operator: 100 Storefronts on the local control plane" >&2
+  bash hack/cluster/up.sh >/dev/null
+  KUBECONFIG="$STOREFRONT_DATA_DIR/cluster/kubeconfig" "$target_dir/release/storefront-operator-bench" \
+    --operator "$target_dir/release/storefront-operator" \
+    --out "${BENCH_OPERATOR_OUT:-bench/results/operator.json}"
 fi

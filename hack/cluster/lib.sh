@@ -370,14 +370,17 @@ _sf_cluster_command() {
         --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
         --use-service-account-credentials=true --controllers='*' --leader-elect=false \
-        --service-cluster-ip-range="$CLUSTER_SERVICE_CIDR" --cluster-name=storefront --profiling=false
+        --service-cluster-ip-range="$CLUSTER_SERVICE_CIDR" --cluster-name=storefront --profiling=false \
+        --kube-api-qps=200 --kube-api-burst=400 --concurrent-deployment-syncs=20 \
+        --concurrent-replicaset-syncs=20 --concurrent-statefulset-syncs=20
       ;;
     kube-scheduler)
       printf '%s\n' "$bin/kube-scheduler" \
         --kubeconfig="$run/kube-scheduler.kubeconfig" \
         --authentication-kubeconfig="$run/kube-scheduler.kubeconfig" \
         --authorization-kubeconfig="$run/kube-scheduler.kubeconfig" \
-        --bind-address=127.0.0.1 --secure-port="$KUBE_SCHEDULER_PORT" --leader-elect=false --profiling=false
+        --bind-address=127.0.0.1 --secure-port="$KUBE_SCHEDULER_PORT" --leader-elect=false --profiling=false \
+        --kube-api-qps=200 --kube-api-burst=400
       ;;
     kwok)
       printf '%s\n' "$bin/kwok" \

@@ -341,7 +341,8 @@ async fn apply_child(ctx: &Context, namespace: &str, child: &Child) -> Result<()
         .map(|_| ())
 }
 
-/// Applies a generated Secret unless it already holds exactly `data`.
+/// Applies a generated Secret unless it already holds exactly `data`;
+/// notes its name in `created` when it is new.
 async fn ensure_secret(
     ctx: &Context,
     sf: &Storefront,
@@ -349,6 +350,7 @@ async fn ensure_secret(
     component: &str,
     existing: Option<&BTreeMap<String, String>>,
     data: &BTreeMap<String, String>,
+    created: &mut Vec<String>,
 ) -> Result<(), Error> {
     if existing == Some(data) {
         return Ok(());
@@ -360,14 +362,7 @@ async fn ensure_secret(
     )
     .await?;
     if existing.is_none() {
-        publish(
-            ctx,
-            sf,
-            EventType::Normal,
-            "SecretCreated",
-            format!("generated Secret {name}"),
-        )
-        .await;
+        created.push(name.to_owned());
     }
     Ok(())
 }
@@ -411,6 +406,7 @@ async fn secrets(
         }
     };
     let mut inputs = SecretInputs::default();
+    let mut created = vec![];
     let mut problem = None;
 
     // The PostgreSQL admin.
@@ -425,7 +421,16 @@ async fn secrets(
             ("username".to_owned(), "postgres".to_owned()),
             ("password".to_owned(), password),
         ]);
-        ensure_secret(ctx, sf, &admin_name, "postgres", admin.as_ref(), &data).await?;
+        ensure_secret(
+            ctx,
+            sf,
+            &admin_name,
+            "postgres",
+            admin.as_ref(),
+            &data,
+            &mut created,
+        )
+        .await?;
         Some(data)
     } else {
         if admin.is_none() {
@@ -496,6 +501,7 @@ async fn secrets(
             service.name,
             existing.as_ref(),
             &data,
+            &mut created,
         )
         .await?;
         inputs.fingerprints.insert(secret_name, fingerprint(&data));
@@ -541,12 +547,31 @@ async fn secrets(
                     )
                 });
             let data = BTreeMap::from([("secret".to_owned(), value)]);
-            ensure_secret(ctx, sf, &secret_name, "gateway", existing.as_ref(), &data).await?;
+            ensure_secret(
+                ctx,
+                sf,
+                &secret_name,
+                "gateway",
+                existing.as_ref(),
+                &data,
+                &mut created,
+            )
+            .await?;
             inputs
                 .fingerprints
                 .insert(secret_name.clone(), fingerprint(&data));
             inputs.jwt = (secret_name, "secret".to_owned());
         }
+    }
+    if !created.is_empty() {
+        publish(
+            ctx,
+            sf,
+            EventType::Normal,
+            "SecretsCreated",
+            format!("generated {}", created.join(", ")),
+        )
+        .await;
     }
     Ok((inputs, server, databases, problem))
 }
@@ -770,17 +795,29 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     let wanted = children::desired(sf, &inputs);
     let children_fingerprint = fingerprint_of(&wanted.iter().map(|c| &c.body).collect::<Vec<_>>());
     let children_done = ctx.is_done(&uid, Step::Children, &children_fingerprint);
-    for child in wanted.iter().filter(|_| !children_done) {
-        if let Err(error) = apply_child(ctx, &ns, child).await {
-            publish(
-                ctx,
-                sf,
-                EventType::Warning,
-                "ApplyFailed",
-                format!("{} {}: {error}", child.kind.gvk().2, child.name),
-            )
-            .await;
-            return Err(error.into());
+    if !children_done {
+        // The ConfigMap first (pods read it), then the rest eight at a time.
+        let (config, rest): (Vec<&Child>, Vec<&Child>) =
+            wanted.iter().partition(|c| c.kind == ChildKind::ConfigMap);
+        let ns = ns.as_str();
+        for batch in [config, rest] {
+            for chunk in batch.chunks(8) {
+                let results =
+                    futures::future::join_all(chunk.iter().map(|c| apply_child(ctx, ns, c))).await;
+                if let Some((child, Err(error))) =
+                    chunk.iter().zip(results).find(|(_, r)| r.is_err())
+                {
+                    publish(
+                        ctx,
+                        sf,
+                        EventType::Warning,
+                        "ApplyFailed",
+                        format!("{} {}: {error}", child.kind.gvk().2, child.name),
+                    )
+                    .await;
+                    return Err(error.into());
+                }
+            }
         }
     }
     let pruned = if children_done {
@@ -889,6 +926,9 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     ));
     status.observed_generation = generation;
 
+    // Events: every flip of a condition, and a first verdict only when it
+    // is a failure (a new Storefront is not "NotReady" news).
+    let existed: BTreeSet<String> = status.conditions.iter().map(|c| c.type_.clone()).collect();
     let mut flips = vec![];
     for (type_, outcome) in [
         (DATABASES_READY, &databases_outcome),
@@ -974,6 +1014,10 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     }
     for (type_, ok, reason, message) in flips {
         let bad = if type_ == DEGRADED { ok } else { !ok };
+        let failure = !ok && (type_ == DATABASES_READY || type_ == TOPICS_READY);
+        if !existed.contains(type_) && !failure {
+            continue;
+        }
         publish(
             ctx,
             sf,

@@ -40,6 +40,12 @@ struct Args {
     /// Port of the operator's /metrics endpoint.
     #[arg(long, default_value_t = 18090)]
     metrics_port: u16,
+    /// Instead of running the operator: write the same workloads the
+    /// operator would (every child of `--count` managed shops, without
+    /// owner references) straight to the API server, and time the control
+    /// plane alone until every Deployment is available.
+    #[arg(long)]
+    baseline: bool,
     /// Leave the namespace and its Storefronts in place (to look at them).
     #[arg(long)]
     keep: bool,
@@ -80,6 +86,84 @@ async fn reconciles(port: u16) -> anyhow::Result<f64> {
         .unwrap_or(0.0))
 }
 
+/// The control plane alone: the operator's children applied directly.
+async fn baseline(client: Client, ns: &str, count: usize, timeout: Duration) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use storefront_operator::children::{self, SecretInputs};
+    let started = Instant::now();
+    let mut bodies = vec![];
+    for i in 0..count {
+        let mut sf: Storefront = serde_json::from_value(json!({
+            "apiVersion": "shop.storefront.dev/v1alpha1",
+            "kind": "Storefront",
+            "metadata": { "name": format!("shop-{i:03}"), "namespace": ns },
+            "spec": { "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} } },
+        }))?;
+        sf.metadata.uid = None;
+        let inputs = SecretInputs {
+            jwt: (format!("shop-{i:03}-jwt"), "secret".into()),
+            ..SecretInputs::default()
+        };
+        for mut child in children::desired(&sf, &inputs) {
+            if let Some(meta) = child.body["metadata"].as_object_mut() {
+                meta.remove("ownerReferences");
+            }
+            bodies.push(child);
+        }
+    }
+    let writes = bodies.len();
+    futures::stream::iter(bodies)
+        .map(|child| {
+            let client = client.clone();
+            async move {
+                let (group, version, kind, plural) = child.kind.gvk();
+                let resource = ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk(group, version, kind),
+                    plural,
+                );
+                let api: Api<DynamicObject> = Api::namespaced_with(client, ns, &resource);
+                api.patch(
+                    &child.name,
+                    &PatchParams::apply("storefront-operator-bench").force(),
+                    &Patch::Apply(&child.body),
+                )
+                .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let written = started.elapsed();
+    let deployments: Api<Deployment> = Api::namespaced(client, ns);
+    loop {
+        let available = deployments
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.available_replicas) == Some(1))
+            .count();
+        if available == count * 7 {
+            break;
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "baseline: {available} of {} Deployments available",
+                count * 7
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "baseline  {writes} objects of {count} shops written in {:.1} s, every Deployment available in {:.1} s (no operator)",
+        written.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -96,8 +180,33 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ns_name = format!("bench-operator-{}", std::process::id());
+    // A clean start: the shops of an earlier run (1,000 pods) are garbage
+    // collected first, else that work competes with this run.
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    let wait_until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let leftovers = namespaces
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| {
+                n.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("bench-operator-"))
+            })
+            .count();
+        if leftovers == 0 {
+            break;
+        }
+        if Instant::now() > wait_until {
+            bail!("{leftovers} namespaces of earlier runs are still being deleted");
+        }
+        eprintln!("waiting for {leftovers} namespace(s) of an earlier run to go");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let ns_name = format!("bench-operator-{}", std::process::id());
     namespaces
         .create(
             &PostParams::default(),
@@ -105,6 +214,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
+    if args.baseline {
+        let result = baseline(client.clone(), &ns_name, args.count, args.timeout).await;
+        namespaces
+            .delete(&ns_name, &DeleteParams::background())
+            .await?;
+        return result;
+    }
     let mut operator = Command::new(&args.operator)
         .args(["--log-format", "json", "--log-level", "warn", "run"])
         .args(["--listen", &format!("127.0.0.1:{}", args.metrics_port)])
@@ -158,6 +274,12 @@ async fn main() -> anyhow::Result<()> {
         created.as_secs_f64()
     );
 
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns_name);
+    let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), &ns_name);
+    let mut applied_at = None;
+    let mut polls = 0u64;
     let mut available_at = None;
     let mut verdicts_at = None;
     let mut peak_rss = rss_idle;
@@ -175,6 +297,23 @@ async fn main() -> anyhow::Result<()> {
             })
             .count();
         peak_rss = peak_rss.max(peak_rss_mib(pid).unwrap_or(0.0));
+        // Every fourth poll: have all the shops' workloads been written?
+        polls += 1;
+        if applied_at.is_none() && polls % 4 == 0 {
+            let d = deployments
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .len();
+            let s = statefulsets
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .len();
+            if d == args.count * 7 && s == args.count * 3 {
+                applied_at = Some(started.elapsed());
+            }
+        }
         if available == args.count && available_at.is_none() {
             available_at = Some(started.elapsed());
         }
@@ -203,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
         "storefronts": args.count,
         "mode": "managed (kwok pods: end point ServicesAvailable=True; Ready is impossible here)",
         "create_seconds": created.as_secs_f64(),
+        "all_workloads_applied_seconds": applied_at.map(|d| d.as_secs_f64()),
         "all_services_available_seconds": available_at.map(|d| d.as_secs_f64()),
         "all_conditions_reported_seconds": verdicts_at.map(|d| d.as_secs_f64()),
         "target_seconds": 60,
@@ -222,6 +362,14 @@ async fn main() -> anyhow::Result<()> {
             "operator  not all ServicesAvailable within {:?}",
             args.timeout
         ),
+    }
+    if let Some(t) = applied_at {
+        println!(
+            "operator  all {} Deployments and {} StatefulSets written by {:.1} s (polled every second)",
+            args.count * 7,
+            args.count * 3,
+            t.as_secs_f64()
+        );
     }
     if let Some(t) = verdicts_at {
         println!(
