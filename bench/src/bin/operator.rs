@@ -299,7 +299,7 @@ async fn main() -> anyhow::Result<()> {
         peak_rss = peak_rss.max(peak_rss_mib(pid).unwrap_or(0.0));
         // Every fourth poll: have all the shops' workloads been written?
         polls += 1;
-        if applied_at.is_none() && (polls % 4 == 0 || available == args.count) {
+        if applied_at.is_none() && (polls.is_multiple_of(4) || available == args.count) {
             let d = deployments
                 .list_metadata(&ListParams::default())
                 .await?
