@@ -213,6 +213,9 @@ impl OutboxRelay {
                 messaging.destination.name = %topic,
                 messaging.message.id = %event.id,
                 messaging.kafka.message.key = %event.key,
+                otel.status_code = tracing::field::Empty,
+                otel.status_message = tracing::field::Empty,
+                error.type = tracing::field::Empty,
             );
             let _ = span.set_parent(telemetry::context_from_headers(&event.trace_headers));
             event.trace_headers = telemetry::headers_of(&span.context());
@@ -220,13 +223,16 @@ impl OutboxRelay {
             spans.push(span);
         }
         // Distinct keys (see the query), so these may go out concurrently.
-        let sends = claimed.iter().zip(spans).map(|((_, topic, event), span)| {
-            events::publish(&self.producer, topic, event).instrument(span)
-        });
+        let sends = claimed
+            .iter()
+            .zip(spans.iter())
+            .map(|((_, topic, event), span)| {
+                events::publish(&self.producer, topic, event).instrument(span.clone())
+            });
         let results = futures::future::join_all(sends).await;
         let mut published = Vec::with_capacity(claimed.len());
         let mut failure = None;
-        for ((id, topic, event), result) in claimed.iter().zip(results) {
+        for (((id, topic, event), result), span) in claimed.iter().zip(results).zip(&spans) {
             match result {
                 Ok(()) => {
                     published.push(*id);
@@ -238,10 +244,16 @@ impl OutboxRelay {
                         .increment(1);
                 }
                 Err(error) => {
+                    // The producer span says the send failed (the row stays
+                    // and is retried).
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", tracing::field::display(&error));
+                    span.record("error.type", "kafka_publish");
                     failure.get_or_insert(error);
                 }
             }
         }
+        drop(spans);
         sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
             .bind(&published)
             .execute(&mut *tx)
