@@ -70,7 +70,9 @@ struct TokenArgs {
 
 #[derive(Debug, clap::Args)]
 struct HealthcheckArgs {
-    /// Server URIs, e.g. `http://127.0.0.1:50053`.
+    /// Server URIs: a gRPC server (`http://127.0.0.1:50053`) is asked
+    /// grpc.health.v1; a URI with a path (`http://127.0.0.1:8080/readyz`)
+    /// gets an HTTP GET that must answer 2xx.
     #[arg(required = true)]
     servers: Vec<String>,
     /// How long to wait for each answer.
@@ -78,11 +80,19 @@ struct HealthcheckArgs {
     timeout: std::time::Duration,
 }
 
-/// Checks every server's overall health; the first that is not SERVING is the error.
+/// Checks every server's overall health; the first that is not healthy is the error.
 async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     for server in &args.servers {
+        if let Some((authority, path)) = http_target(server) {
+            let status = tokio::time::timeout(args.timeout, http_status(authority, path))
+                .await
+                .map_err(|_| anyhow::anyhow!("{server}: no answer within {:?}", args.timeout))?
+                .with_context(|| format!("{server}: no HTTP answer"))?;
+            anyhow::ensure!((200..300).contains(&status), "{server}: HTTP {status}");
+            continue;
+        }
         let channel = storefront_runtime::client::plain_channel(server, args.timeout)?;
         let answer = HealthClient::new(channel)
             .check(HealthCheckRequest {
@@ -98,6 +108,45 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `http://host:port/path` → (`host:port`, `/path`) when there is a path.
+fn http_target(server: &str) -> Option<(&str, &str)> {
+    let rest = server.strip_prefix("http://")?;
+    let slash = rest.find('/')?;
+    let (authority, path) = rest.split_at(slash);
+    (path.len() > 1).then_some((authority, path))
+}
+
+/// The status code of `GET path` on `authority` (HTTP/1.1, one request).
+async fn http_status(authority: &str, path: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut head = vec![0u8; 64];
+    let mut read = 0;
+    while read < head.len() && !head[..read].contains(&b'\n') {
+        let n = stream.read(&mut head[read..]).await?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    status_code(&String::from_utf8_lossy(&head[..read]))
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP answer"))
+}
+
+/// The code of an HTTP status line (`HTTP/1.1 200 OK`).
+fn status_code(head: &str) -> Option<u16> {
+    let line = head.lines().next()?;
+    let mut words = line.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/"))?;
+    words.next()?.parse().ok()
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,6 +361,22 @@ fn outcome(
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn healthcheck_tells_http_targets_from_grpc_servers() {
+        assert_eq!(
+            http_target("http://127.0.0.1:8080/readyz"),
+            Some(("127.0.0.1:8080", "/readyz"))
+        );
+        assert_eq!(http_target("http://127.0.0.1:50051"), None);
+        assert_eq!(http_target("http://127.0.0.1:50051/"), None);
+        assert_eq!(status_code("HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            status_code("HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(status_code("SSH-2.0-OpenSSH\r\n"), None);
+    }
 
     /// The README's configuration table lists exactly the flags there are.
     #[test]

@@ -67,6 +67,30 @@ async fn storefront_all_serves_the_shop_and_stops_on_sigterm() {
     counter("checkout_sagas_total{", "outcome=\"completed\"");
     counter("orders_created_total", "");
 
+    // `storefront healthcheck`, as container health checks run it: gRPC
+    // health for a service, an HTTP GET for the gateway's /readyz.
+    let healthcheck = |target: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+            .args(["healthcheck", &target])
+            .output()
+            .expect("run storefront healthcheck")
+    };
+    let grpc = healthcheck(format!("http://{}", shop.addrs["product"]));
+    assert!(
+        grpc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grpc.stderr)
+    );
+    let http = healthcheck(format!("http://{}/readyz", shop.addrs["gateway"]));
+    assert!(
+        http.status.success(),
+        "{}",
+        String::from_utf8_lossy(&http.stderr)
+    );
+    let missing = healthcheck(format!("http://{}/no-such-page", shop.addrs["gateway"]));
+    assert!(!missing.status.success(), "a 404 is not healthy");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("HTTP 404"));
+
     let status = shop.terminate("all");
     assert!(status.success(), "exit status {status}");
     let log = shop.log("all");
