@@ -128,7 +128,7 @@ async fn http_status(authority: &str, path: &str) -> anyhow::Result<u16> {
                 .as_bytes(),
         )
         .await?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut read = 0;
     while read < head.len() && !head[..read].contains(&b'\n') {
         let n = stream.read(&mut head[read..]).await?;
