@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use storefront_runtime::{Currency, Money, StartError};
+use tracing::Instrument as _;
 
 use crate::domain::{PageRequest, Product, ProductId};
 use crate::error::CatalogError;
@@ -19,6 +20,19 @@ const SELECT_PAGE: &str = "SELECT id, name, description, price_minor, currency, 
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// SQLite statements get their client spans here; PostgreSQL's come
+    /// from sqlx's statement events (runtime telemetry).
+    sqlite: bool,
+}
+
+impl Catalog {
+    fn span(&self, sql: &str) -> tracing::Span {
+        if self.sqlite {
+            storefront_runtime::telemetry::sql_client_span("sqlite", sql)
+        } else {
+            tracing::Span::none()
+        }
+    }
 }
 
 impl Catalog {
@@ -43,13 +57,17 @@ impl Catalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Catalog { pool })
+        Ok(Catalog {
+            pool,
+            sqlite: is_sqlite,
+        })
     }
 
     pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
         let row = sqlx::query(SELECT_ONE)
             .bind(id.get())
             .fetch_optional(&self.pool)
+            .instrument(self.span(SELECT_ONE))
             .await?;
         match row {
             Some(row) => product_from_row(&row),
@@ -66,6 +84,7 @@ impl Catalog {
             let row = sqlx::query(SELECT_ONE)
                 .bind(id.get())
                 .fetch_optional(&mut *conn)
+                .instrument(self.span(SELECT_ONE))
                 .await?;
             found.push(row.as_ref().map(product_from_row).transpose()?);
         }
@@ -78,6 +97,7 @@ impl Catalog {
             .bind(page.after)
             .bind(i64::from(page.size) + 1)
             .fetch_all(&self.pool)
+            .instrument(self.span(SELECT_PAGE))
             .await?;
         let more = rows.len() > page.size as usize;
         let products = rows

@@ -422,6 +422,30 @@ where
     }
 }
 
+/// A CLIENT span for one SQL statement run where sqlx's statement events do
+/// not reach the service's span (SQLite, whose statements run on a worker
+/// thread): `db.system.name`, `db.operation.name`, `db.collection.name`,
+/// named like the PostgreSQL ones ("SELECT products"); no statement text.
+pub fn sql_client_span(system: &'static str, sql: &str) -> tracing::Span {
+    let (operation, table) = sql_operation_and_table(sql);
+    let name = match &table {
+        Some(table) => format!("{operation} {table}"),
+        None => operation.clone(),
+    };
+    let span = tracing::info_span!(
+        "db.statement",
+        otel.name = %name,
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = %operation,
+        db.collection.name = tracing::field::Empty,
+    );
+    if let Some(table) = table {
+        span.record("db.collection.name", table.as_str());
+    }
+    span
+}
+
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {

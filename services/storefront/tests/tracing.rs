@@ -360,6 +360,17 @@ async fn one_checkout_is_one_trace_across_every_hop() {
             "no SQL span in {service}"
         );
     }
+    // The catalog on SQLite (the product service's default store).
+    assert!(
+        spans.iter().any(|s| s.service == "storefront-product"
+            && s.kind == KIND_CLIENT
+            && s.attr("db.system.name") == Some("sqlite")
+            && s.attr("db.operation.name") == Some("SELECT")
+            && s.attr("db.collection.name") == Some("products")
+            && s.attr("db.query.text").is_none()),
+        "no SQLite span in the product service:\n{}",
+        describe()
+    );
     let redis = spans
         .iter()
         .find(|s| s.attr("db.system.name") == Some("redis"))
