@@ -307,7 +307,8 @@ where
 /// the statement ran in: `db.system.name`, `db.operation.name`,
 /// `db.collection.name`, no statement text (so no values). PostgreSQL
 /// only: SQLite statements run on sqlx's worker thread, outside the
-/// service's dispatch and span, so they make no span.
+/// service's dispatch and span; the catalog wraps those in
+/// [`sql_client_span`] itself.
 struct SqlSpans {
     tracer: opentelemetry_sdk::trace::SdkTracer,
     dispatch: Arc<OnceLock<WeakDispatch>>,
