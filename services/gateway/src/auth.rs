@@ -26,7 +26,9 @@ const LEEWAY_SECS: u64 = 30;
 /// A shorter HS256 secret is accepted, with a warning.
 const MIN_SECRET_BYTES: usize = 32;
 
-/// A user id: the token's `sub` (or numeric `user_id`), 1..=128 printable characters.
+/// A user id: the token's `sub` (or numeric `user_id`): 1 to 128 bytes of
+/// printable characters without surrounding whitespace — what checkout and
+/// payment accept too, so a caller the gateway admits can also check out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserId(String);
 
@@ -40,10 +42,13 @@ impl TryFrom<String> for UserId {
     type Error = String;
 
     fn try_from(id: String) -> Result<Self, String> {
-        let length = id.chars().count();
-        if length == 0 || length > MAX_USER_ID || id.chars().any(char::is_control) {
+        if id.is_empty()
+            || id.len() > MAX_USER_ID
+            || id.chars().any(char::is_control)
+            || id.trim() != id
+        {
             return Err(format!(
-                "a user id is 1 to {MAX_USER_ID} printable characters"
+                "a user id is 1 to {MAX_USER_ID} bytes of printable characters, without surrounding spaces"
             ));
         }
         Ok(UserId(id))
@@ -389,6 +394,19 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             + 3600
+    }
+
+    #[test]
+    fn user_ids_follow_the_rules_checkout_and_payment_apply() {
+        assert!(UserId::try_from("alice".to_owned()).is_ok());
+        assert!(UserId::try_from("a".repeat(128)).is_ok());
+        assert!(UserId::try_from("a".repeat(129)).is_err());
+        // 43 three-byte characters are 129 bytes: refused here, as checkout would.
+        assert!(UserId::try_from("€".repeat(42)).is_ok());
+        assert!(UserId::try_from("€".repeat(43)).is_err());
+        assert!(UserId::try_from(String::new()).is_err());
+        assert!(UserId::try_from(" alice".to_owned()).is_err());
+        assert!(UserId::try_from("al\nice".to_owned()).is_err());
     }
 
     #[test]
