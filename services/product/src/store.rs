@@ -7,7 +7,6 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use storefront_runtime::{Currency, Money, StartError};
-use tracing::Instrument as _;
 
 use crate::domain::{PageRequest, Product, ProductId};
 use crate::error::CatalogError;
@@ -21,7 +20,10 @@ const SELECT_PAGE: &str = "SELECT id, name, description, price_minor, currency, 
 pub struct Catalog {
     pool: AnyPool,
     /// SQLite statements get their client spans here; PostgreSQL's come
-    /// from sqlx's statement events (runtime telemetry).
+    /// from sqlx's statement events (runtime telemetry). The span is not
+    /// entered around the call: sqlx hands the current span to its SQLite
+    /// worker thread, and entering ours there broke the span registry's
+    /// reference counts under `storefront all` (a panic on that thread).
     sqlite: bool,
 }
 
@@ -64,12 +66,13 @@ impl Catalog {
     }
 
     pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
+        let span = self.span(SELECT_ONE);
         let row = sqlx::query(SELECT_ONE)
             .bind(id.get())
             .fetch_optional(&self.pool)
-            .instrument(self.span(SELECT_ONE))
-            .await?;
-        match row {
+            .await;
+        drop(span);
+        match row? {
             Some(row) => product_from_row(&row),
             None => Err(CatalogError::NotFound(id.get())),
         }
@@ -81,11 +84,13 @@ impl Catalog {
         let mut conn = self.pool.acquire().await?;
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
+            let span = self.span(SELECT_ONE);
             let row = sqlx::query(SELECT_ONE)
                 .bind(id.get())
                 .fetch_optional(&mut *conn)
-                .instrument(self.span(SELECT_ONE))
-                .await?;
+                .await;
+            drop(span);
+            let row = row?;
             found.push(row.as_ref().map(product_from_row).transpose()?);
         }
         Ok(found)
@@ -93,12 +98,14 @@ impl Catalog {
 
     /// One page in id order, and whether more follow.
     pub async fn list(&self, page: PageRequest) -> Result<(Vec<Product>, bool), CatalogError> {
+        let span = self.span(SELECT_PAGE);
         let rows = sqlx::query(SELECT_PAGE)
             .bind(page.after)
             .bind(i64::from(page.size) + 1)
             .fetch_all(&self.pool)
-            .instrument(self.span(SELECT_PAGE))
-            .await?;
+            .await;
+        drop(span);
+        let rows = rows?;
         let more = rows.len() > page.size as usize;
         let products = rows
             .iter()
