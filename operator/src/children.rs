@@ -430,21 +430,18 @@ pub fn config_hash(
     secrets: &[&str],
     inputs: &SecretInputs,
 ) -> String {
-    let mut hasher = Sha256::new();
-    for (k, v) in config {
-        hasher.update(k.as_bytes());
-        hasher.update([0]);
-        hasher.update(v.as_bytes());
-        hasher.update([0]);
-    }
-    for name in secrets {
-        hasher.update(name.as_bytes());
-        if let Some(fingerprint) = inputs.fingerprints.get(*name) {
-            hasher.update(fingerprint.as_bytes());
-        }
-    }
-    hasher
-        .finalize()
+    let secrets: Vec<(&str, Option<&String>)> = secrets
+        .iter()
+        .map(|name| (*name, inputs.fingerprints.get(*name)))
+        .collect();
+    fingerprint(&(config, secrets))
+}
+
+/// A short hash (16 hex digits) of anything serialisable: config hashes,
+/// Secret fingerprints, the controller's "inputs unchanged" marks.
+pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    Sha256::digest(&bytes)
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))

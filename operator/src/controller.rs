@@ -23,10 +23,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgSslMode;
 
-use crate::children::{self, Child, ChildKind, FIELD_MANAGER, SecretInputs};
+use crate::children::{self, Child, ChildKind, FIELD_MANAGER, SecretInputs, fingerprint};
 use crate::crd::{DeletionPolicy, Storefront, StorefrontStatus};
 use crate::names::{self, SERVICES};
 use crate::postgres::{self, Database};
@@ -308,22 +307,6 @@ pub fn set_condition(
     }
 }
 
-fn fingerprint(data: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (k, v) in data {
-        hasher.update(k.as_bytes());
-        hasher.update([0]);
-        hasher.update(v.as_bytes());
-        hasher.update([0]);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
     secret
         .data
@@ -454,16 +437,16 @@ async fn secrets(
         None if sf.spec.postgres.managed.is_some() => PgSslMode::Disable,
         _ => PgSslMode::Prefer,
     };
-    let server = admin.map(|admin| postgres::Server {
-        host,
+    // The server as the services reach it; provisioning also needs the
+    // admin credentials (without them it is skipped and reported).
+    let admin_field = |key: &str| admin.as_ref().and_then(|a| a.get(key).cloned());
+    let server = postgres::Server {
+        host: host.clone(),
         port: u16::try_from(port).unwrap_or(5432),
-        admin_user: admin
-            .get("username")
-            .cloned()
-            .unwrap_or_else(|| "postgres".into()),
-        admin_password: admin.get("password").cloned().unwrap_or_default(),
+        admin_user: admin_field("username").unwrap_or_else(|| "postgres".into()),
+        admin_password: admin_field("password").unwrap_or_default(),
         ssl_mode,
-    });
+    };
 
     // Per-service credentials.
     let mut databases = vec![];
@@ -478,21 +461,13 @@ async fn secrets(
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(postgres::generate_password),
         };
-        let (host, port) = children::postgres_host(sf);
-        let url_server = server.clone().unwrap_or(postgres::Server {
-            host: host.clone(),
-            port: u16::try_from(port).unwrap_or(5432),
-            admin_user: String::new(),
-            admin_password: String::new(),
-            ssl_mode,
-        });
         let data = BTreeMap::from([
             ("username".to_owned(), db.name.clone()),
             ("password".to_owned(), db.password.clone()),
             ("database".to_owned(), db.name.clone()),
-            ("host".to_owned(), host),
+            ("host".to_owned(), host.clone()),
             ("port".to_owned(), port.to_string()),
-            ("url".to_owned(), url_server.url(&db)),
+            ("url".to_owned(), server.url(&db)),
         ]);
         ensure_secret(
             ctx,
@@ -573,6 +548,7 @@ async fn secrets(
         )
         .await;
     }
+    let server = admin.is_some().then_some(server);
     Ok((inputs, server, databases, problem))
 }
 
@@ -734,7 +710,7 @@ async fn provision_once(
     server: &postgres::Server,
     databases: &[Database],
 ) -> Result<(), postgres::ProvisionError> {
-    let fingerprint = fingerprint_of(&(
+    let fingerprint = fingerprint(&(
         &server.host,
         server.port,
         &server.admin_user,
@@ -750,16 +726,6 @@ async fn provision_once(
     postgres::provision(server, databases).await?;
     ctx.mark_done(uid, Step::Databases, fingerprint);
     Ok(())
-}
-
-/// A short hash of anything serialisable.
-fn fingerprint_of<T: serde::Serialize>(value: &T) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    Sha256::digest(&bytes)
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
@@ -793,7 +759,7 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     let (inputs, server, databases, admin_problem) = secrets(sf, ctx).await?;
     let uid = sf.uid().unwrap_or_default();
     let wanted = children::desired(sf, &inputs);
-    let children_fingerprint = fingerprint_of(&wanted.iter().map(|c| &c.body).collect::<Vec<_>>());
+    let children_fingerprint = fingerprint(&wanted.iter().map(|c| &c.body).collect::<Vec<_>>());
     let children_done = ctx.is_done(&uid, Step::Children, &children_fingerprint);
     if !children_done {
         // The ConfigMap first (pods read it), then the rest eight at a time.
@@ -881,7 +847,7 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         .collect();
     let bootstrap = children::kafka_bootstrap(sf);
     let mut degraded_reasons = vec![];
-    let topics_fingerprint = fingerprint_of(&(&bootstrap, &wanted_topics));
+    let topics_fingerprint = fingerprint(&(&bootstrap, &wanted_topics));
     let topics_result = if ctx.is_done(&uid, Step::Topics, &topics_fingerprint) {
         Ok(None)
     } else {

@@ -99,6 +99,26 @@ async fn execute(conn: &mut PgConnection, what: &str, sql: String) -> Result<(),
         })
 }
 
+const ROLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
+const DATABASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";
+
+/// Whether the role or database (`kind`) `name` exists, by `query`.
+async fn exists(
+    conn: &mut PgConnection,
+    query: &'static str,
+    kind: &str,
+    name: &str,
+) -> Result<bool, ProvisionError> {
+    sqlx::query_scalar(query)
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|source| ProvisionError::Sql {
+            what: format!("looking up {kind} {name}"),
+            source,
+        })
+}
+
 /// Makes each database and role exist with the given password, owned by
 /// that role, connectable by that role only.
 pub async fn provision(server: &Server, databases: &[Database]) -> Result<(), ProvisionError> {
@@ -112,15 +132,7 @@ pub async fn provision(server: &Server, databases: &[Database]) -> Result<(), Pr
             source,
         })?;
     for db in databases {
-        let role_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&db.name)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|source| ProvisionError::Sql {
-                    what: format!("looking up role {}", db.name),
-                    source,
-                })?;
+        let role_exists = exists(&mut conn, ROLE_EXISTS, "role", &db.name).await?;
         let verb = if role_exists { "ALTER" } else { "CREATE" };
         execute(
             &mut conn,
@@ -132,15 +144,7 @@ pub async fn provision(server: &Server, databases: &[Database]) -> Result<(), Pr
             ),
         )
         .await?;
-        let db_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&db.name)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|source| ProvisionError::Sql {
-                    what: format!("looking up database {}", db.name),
-                    source,
-                })?;
+        let db_exists = exists(&mut conn, DATABASE_EXISTS, "database", &db.name).await?;
         if !db_exists {
             // The admin role must be a member of the new owner to hand the
             // database over (PostgreSQL 16+ for a non-superuser admin).
@@ -162,17 +166,12 @@ pub async fn provision(server: &Server, databases: &[Database]) -> Result<(), Pr
             .await;
             // Two operators racing (or a retry after a lost answer) may find
             // it made meanwhile: that is success.
-            if let Err(error) = created {
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-                )
-                .bind(&db.name)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap_or(false);
-                if !exists {
-                    return Err(error);
-                }
+            if let Err(error) = created
+                && !exists(&mut conn, DATABASE_EXISTS, "database", &db.name)
+                    .await
+                    .unwrap_or(false)
+            {
+                return Err(error);
             }
         }
         execute(

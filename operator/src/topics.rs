@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewPartitions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::types::RDKafkaErrorCode;
 use storefront_runtime::kafka;
 
@@ -46,6 +46,13 @@ pub enum TopicsError {
 }
 
 impl TopicsError {
+    fn unreachable(bootstrap: &str, detail: impl std::fmt::Display) -> Self {
+        TopicsError::Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             TopicsError::Unreachable { .. } => "KafkaUnreachable",
@@ -56,10 +63,6 @@ impl TopicsError {
 
 /// Resolves the bootstrap servers and connects to one of them.
 pub async fn reachable(bootstrap: &str) -> Result<(), TopicsError> {
-    let unreachable = |detail: String| TopicsError::Unreachable {
-        bootstrap: bootstrap.to_owned(),
-        detail,
-    };
     let mut last = String::from("no bootstrap server given");
     for server in bootstrap
         .split(',')
@@ -85,16 +88,13 @@ pub async fn reachable(bootstrap: &str) -> Result<(), TopicsError> {
             }
         }
     }
-    Err(unreachable(last))
+    Err(TopicsError::unreachable(bootstrap, last))
 }
 
 fn admin(
     bootstrap: &str,
 ) -> Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, TopicsError> {
-    kafka::admin(bootstrap).map_err(|e| TopicsError::Unreachable {
-        bootstrap: bootstrap.to_owned(),
-        detail: e.to_string(),
-    })
+    kafka::admin(bootstrap).map_err(|e| TopicsError::unreachable(bootstrap, e))
 }
 
 fn options() -> AdminOptions {
@@ -112,14 +112,10 @@ async fn describe(
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
         let client = admin(&bootstrap)?;
-        let metadata =
-            client
-                .inner()
-                .fetch_metadata(None, TIMEOUT)
-                .map_err(|e| TopicsError::Unreachable {
-                    bootstrap: bootstrap.clone(),
-                    detail: e.to_string(),
-                })?;
+        let metadata = client
+            .inner()
+            .fetch_metadata(None, TIMEOUT)
+            .map_err(|e| TopicsError::unreachable(&bootstrap, e))?;
         Ok(metadata
             .topics()
             .iter()
@@ -137,6 +133,29 @@ async fn describe(
         what: "describing topics".into(),
         detail: e.to_string(),
     })?
+}
+
+/// The topics an admin call changed; a per-topic failure other than
+/// `already_so` (the state asked for holds already) is the error.
+fn succeeded(
+    results: Vec<TopicResult>,
+    doing: &str,
+    already_so: Option<RDKafkaErrorCode>,
+) -> Result<Vec<String>, TopicsError> {
+    let mut changed = vec![];
+    for result in results {
+        match result {
+            Ok(name) => changed.push(name),
+            Err((_, code)) if Some(code) == already_so => {}
+            Err((name, code)) => {
+                return Err(TopicsError::Refused {
+                    what: format!("{doing} topic {name}"),
+                    detail: code.to_string(),
+                });
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// Makes the wanted topics exist, grows the ones with too few partitions,
@@ -169,22 +188,12 @@ pub async fn ensure(bootstrap: &str, wanted: &[WantedTopic]) -> Result<TopicsRep
         let results = client
             .create_topics(new.iter(), &options())
             .await
-            .map_err(|e| TopicsError::Unreachable {
-                bootstrap: bootstrap.to_owned(),
-                detail: e.to_string(),
-            })?;
-        for result in results {
-            match result {
-                Ok(name) => report.changed.push(name),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(TopicsError::Refused {
-                        what: format!("creating topic {name}"),
-                        detail: code.to_string(),
-                    });
-                }
-            }
-        }
+            .map_err(|e| TopicsError::unreachable(bootstrap, e))?;
+        report.changed.extend(succeeded(
+            results,
+            "creating",
+            Some(RDKafkaErrorCode::TopicAlreadyExists),
+        )?);
     }
 
     let grow: Vec<(&WantedTopic, i32)> = wanted
@@ -200,21 +209,8 @@ pub async fn ensure(bootstrap: &str, wanted: &[WantedTopic]) -> Result<TopicsRep
         let results = client
             .create_partitions(new.iter(), &options())
             .await
-            .map_err(|e| TopicsError::Unreachable {
-                bootstrap: bootstrap.to_owned(),
-                detail: e.to_string(),
-            })?;
-        for result in results {
-            match result {
-                Ok(name) => report.changed.push(name),
-                Err((name, code)) => {
-                    return Err(TopicsError::Refused {
-                        what: format!("growing topic {name}"),
-                        detail: code.to_string(),
-                    });
-                }
-            }
-        }
+            .map_err(|e| TopicsError::unreachable(bootstrap, e))?;
+        report.changed.extend(succeeded(results, "growing", None)?);
     }
     for t in wanted {
         if let Some(&have) = existing.get(&t.name)
@@ -238,24 +234,14 @@ pub async fn delete(bootstrap: &str, names: &[String]) -> Result<(), TopicsError
     reachable(bootstrap).await?;
     let client = admin(bootstrap)?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let results =
-        client
-            .delete_topics(&refs, &options())
-            .await
-            .map_err(|e| TopicsError::Unreachable {
-                bootstrap: bootstrap.to_owned(),
-                detail: e.to_string(),
-            })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((name, code)) => {
-                return Err(TopicsError::Refused {
-                    what: format!("deleting topic {name}"),
-                    detail: code.to_string(),
-                });
-            }
-        }
-    }
+    let results = client
+        .delete_topics(&refs, &options())
+        .await
+        .map_err(|e| TopicsError::unreachable(bootstrap, e))?;
+    succeeded(
+        results,
+        "deleting",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+    )?;
     Ok(())
 }
