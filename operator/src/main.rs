@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use storefront_operator::run::{OperatorConfig, run};
-use storefront_runtime::config::LogFormat;
+use storefront_runtime::config::LogConfig;
 use storefront_runtime::telemetry;
 
 #[derive(Debug, Parser)]
@@ -13,16 +13,8 @@ use storefront_runtime::telemetry;
     about = "Reconciles Storefront resources into a running shop"
 )]
 struct Cli {
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_enum,
-        default_value = "json",
-        global = true
-    )]
-    log_format: LogFormat,
-    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
-    log_level: String,
+    #[command(flatten)]
+    log: LogConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(config) => {
-            telemetry::init(cli.log_format, &cli.log_level)?;
+            telemetry::init(cli.log.log_format, &cli.log.log_level)?;
             let client = kube::Client::try_default().await?;
             run(config, client, storefront_runtime::shutdown::on_signal()).await
         }

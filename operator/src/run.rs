@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -49,35 +48,13 @@ pub struct OperatorConfig {
     pub debounce: std::time::Duration,
 }
 
-/// The HTTP endpoint: metrics, liveness, and readiness once started.
-async fn serve_http(
-    addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let handle = storefront_runtime::metrics::recorder()?;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let handle = handle.clone();
-                async move { handle.render() }
-            }),
-        )
+/// The HTTP endpoint: metrics, liveness and readiness. A standby replica
+/// (waiting for the Lease) is ready too: it takes over when the leader goes,
+/// and rollouts of more than one replica must not wait for it.
+async fn serve_http(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = storefront_runtime::metrics::router()?
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            axum::routing::get(move || {
-                let ready = ready.load(Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (http::StatusCode::OK, "ready")
-                    } else {
-                        (http::StatusCode::SERVICE_UNAVAILABLE, "starting")
-                    }
-                }
-            }),
-        );
+        .route("/readyz", axum::routing::get(|| async { "ready" }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "operator endpoint listening");
     axum::serve(listener, app)
@@ -92,8 +69,7 @@ pub async fn run(
     client: Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ready = Arc::new(AtomicBool::new(false));
-    let http = tokio::spawn(serve_http(config.listen, ready.clone(), shutdown.clone()));
+    let http = tokio::spawn(serve_http(config.listen, shutdown.clone()));
 
     let identity = config
         .identity
@@ -107,10 +83,6 @@ pub async fn run(
             &identity,
         )
     });
-    // A standby replica is healthy and ready: it serves its endpoint and
-    // takes over when the leader goes (else rollouts of more than one
-    // replica would wait for standbys that never become ready).
-    ready.store(true, Ordering::Relaxed);
     if let Some(election) = &election {
         tracing::info!(lease = %config.lease_name, %identity, "waiting for the Lease");
         tokio::select! {

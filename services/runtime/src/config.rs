@@ -14,8 +14,9 @@ pub enum LogFormat {
     Text,
 }
 
+/// How a process logs: every `storefront` subcommand and `storefront-operator`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CommonConfig {
+pub struct LogConfig {
     /// Log line format.
     #[arg(
         long,
@@ -28,6 +29,12 @@ pub struct CommonConfig {
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info,storefront_inventory=debug`.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    #[command(flatten)]
+    pub log: LogConfig,
     /// Address of the Prometheus `/metrics` endpoint; `off` disables it.
     #[arg(
         long,

@@ -31,16 +31,22 @@ pub fn recorder() -> Result<PrometheusHandle, StartError> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown`.
-pub async fn serve(addr: SocketAddr, shutdown: Shutdown) -> Result<(), StartError> {
+/// A router answering `GET /metrics` from the global recorder (to serve
+/// alone, or with other routes).
+pub fn router() -> Result<axum::Router, StartError> {
     let handle = recorder()?;
-    let app = axum::Router::new().route(
+    Ok(axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let handle = handle.clone();
             async move { handle.render() }
         }),
-    );
+    ))
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`.
+pub async fn serve(addr: SocketAddr, shutdown: Shutdown) -> Result<(), StartError> {
+    let app = router()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     axum::serve(listener, app)

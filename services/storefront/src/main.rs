@@ -233,17 +233,17 @@ async fn main() -> anyhow::Result<()> {
             ]
         }
         Command::Healthcheck(args) => {
-            telemetry::init(cli.common.log_format, &cli.common.log_level)?;
+            telemetry::init(cli.common.log.log_format, &cli.common.log.log_level)?;
             return healthcheck(args).await;
         }
         Command::Token(args) => {
-            telemetry::init(cli.common.log_format, &cli.common.log_level)?;
+            telemetry::init(cli.common.log.log_format, &cli.common.log.log_level)?;
             let token = gateway::token(&args.secret, &args.user, args.admin, args.ttl)?;
             println!("{token}");
             return Ok(());
         }
     };
-    let (format, filter) = (cli.common.log_format, cli.common.log_level.as_str());
+    let (format, filter) = (cli.common.log.log_format, cli.common.log.log_level.as_str());
     // The process's own lines (start, stop, metrics server) are logged, not traced.
     telemetry::init(format, filter)?;
 
