@@ -6,19 +6,8 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-
 use reqwest::{Method, StatusCode};
-use support::{Options, Shop};
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    body
-}
+use support::{Options, Shop, http_get};
 
 #[tokio::test]
 async fn storefront_all_serves_the_shop_and_stops_on_sigterm() {

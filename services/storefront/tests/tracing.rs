@@ -8,8 +8,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -22,7 +21,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use reqwest::{Method, StatusCode};
-use support::{Options, Shop};
+use support::{Options, Shop, http_get};
 
 /// One exported span, flattened with its service's name.
 #[derive(Debug, Clone)]
@@ -118,14 +117,6 @@ async fn start_receiver() -> (Receiver, SocketAddr) {
             .expect("OTLP receiver");
     });
     (receiver, addr)
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    body
 }
 
 /// The sum of a metric's samples whose labels contain `needle`.

@@ -31,6 +31,17 @@ pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 /// A free loopback port below Linux's ephemeral range (32768-60999): the
 /// services bind it later, and a port from the ephemeral range could be
 /// taken meanwhile by any outgoing connection's local end.
+/// A plain HTTP/1.0 GET (e.g. of a `/metrics` endpoint): the whole answer,
+/// status line and headers included.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    body
+}
+
 pub fn free_port() -> SocketAddr {
     loop {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
