@@ -272,15 +272,17 @@ async fn main() -> anyhow::Result<()> {
             format,
             filter,
         )?;
-        let runtime = telemetry
-            .runtime(name)
-            .with_context(|| format!("{name}: cannot start its runtime"))?;
         let listener = std::net::TcpListener::bind(service.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("{name}: cannot listen on {}", service.listen))?;
+        let runtime = telemetry
+            .runtime(name)
+            .with_context(|| format!("{name}: cannot start its runtime"))?;
+        let spawner = runtime.handle().clone();
+        let runtime = ServiceRuntime(Some(runtime));
         let stop = shutdown.clone();
         let run = service.run;
-        let handle = runtime.spawn(async move {
+        let handle = spawner.spawn(async move {
             let listener = TcpListener::from_std(listener)?;
             run(listener, stop).await
         });
@@ -316,9 +318,7 @@ async fn main() -> anyhow::Result<()> {
             "shutdown grace period over; abandoning unfinished work"
         );
     }
-    for runtime in runtimes {
-        runtime.shutdown_background();
-    }
+    drop(runtimes);
     // Export the spans still buffered (blocking: off the async threads).
     let flushed = tokio::task::spawn_blocking(move || {
         for telemetry in &telemetries {
@@ -336,6 +336,20 @@ async fn main() -> anyhow::Result<()> {
         None => {
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// A service's runtime, shut down without waiting for its tasks when it is
+/// dropped. A plain `Runtime` dropped inside `main`'s async context panics,
+/// which turned an early `?` return (e.g. a service that could not bind its
+/// port while others already run) into exit code 101 with the error unprinted.
+struct ServiceRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
         }
     }
 }

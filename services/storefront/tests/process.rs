@@ -102,3 +102,34 @@ async fn storefront_all_serves_the_shop_and_stops_on_sigterm() {
     );
     assert!(messages.contains(&"stopped"), "{messages:?}");
 }
+
+/// A port already taken is a start-up error that names the service and the
+/// address, with exit code 1 and every other service stopped — not a panic.
+/// (`storefront all` is the case where other services already run when the
+/// sixth one fails to bind.)
+#[test]
+fn a_taken_port_is_a_clear_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let checkout = taken.local_addr().expect("address");
+    let port = || support::free_port().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["all", "--metrics-listen", "off", "--log-format", "text"])
+        .args(["--gateway-listen", &port()])
+        .args(["--product-listen", &port()])
+        .args(["--cart-listen", &port()])
+        .args(["--inventory-listen", &port()])
+        .args(["--payment-listen", &port()])
+        .args(["--orders-listen", &port()])
+        .args(["--checkout-listen", &checkout.to_string()])
+        // The services that start first may create files (the catalog's SQLite).
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .expect("run storefront all");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("checkout: cannot listen on {checkout}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

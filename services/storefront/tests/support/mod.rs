@@ -28,9 +28,6 @@ pub const SERVICES: [&str; 7] = [
 ];
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 
-/// A free loopback port below Linux's ephemeral range (32768-60999): the
-/// services bind it later, and a port from the ephemeral range could be
-/// taken meanwhile by any outgoing connection's local end.
 /// A plain HTTP/1.0 GET (e.g. of a `/metrics` endpoint): the whole answer,
 /// status line and headers included.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
@@ -42,11 +39,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     body
 }
 
+/// A free loopback port below Linux's ephemeral range (32768-60999): the
+/// services bind it later, and a port from the ephemeral range could be
+/// taken meanwhile by any outgoing connection's local end. The port is free
+/// now and never handed out twice by this test process: nothing holds it
+/// until a service binds it, so two draws of the same free port (one shop
+/// has seven) would otherwise both succeed and one service fail to start.
 pub fn free_port() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        if TcpListener::bind(addr).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(addr).is_ok() {
+            given.push(port);
             return addr;
         }
     }
@@ -337,7 +345,7 @@ impl Shop {
         // The first error says why; the last lines say what it was doing.
         let first_error = lines
             .iter()
-            .find(|l| l.contains("ERROR") || l.contains("Error:"))
+            .find(|l| l.contains("ERROR") || l.contains("Error:") || l.contains("panicked at"))
             .copied()
             .unwrap_or("");
         format!(
