@@ -57,7 +57,7 @@ fn respond(cart: Result<Cart, CartError>) -> Result<Response<pb::Cart>, Status> 
 }
 
 fn user_id(text: &str) -> Result<UserId, CartError> {
-    Ok(UserId::parse(text)?)
+    Ok(UserId::parse("user_id", text)?)
 }
 
 #[tonic::async_trait]

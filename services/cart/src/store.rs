@@ -132,7 +132,7 @@ impl CartStore {
         // The table's CHECK keeps every stored id valid.
         Ok(users
             .iter()
-            .filter_map(|user| UserId::parse(user).ok())
+            .filter_map(|user| UserId::parse("user_id", user).ok())
             .collect())
     }
 

@@ -15,43 +15,12 @@ use uuid::Uuid;
 use crate::saga::machine::SagaState;
 
 /// Longest user id accepted (the JWT `sub`), in bytes, as the payment service counts.
-pub const MAX_USER_ID_LEN: usize = 128;
 /// Longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Largest quantity of one line (what the inventory accepts).
 pub const MAX_QUANTITY: i32 = 10_000;
 
-/// Who checks out: the user id of the JWT `sub`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn parse(text: &str) -> Result<Self, FieldError> {
-        if text.is_empty() || text.len() > MAX_USER_ID_LEN {
-            return Err(FieldError::new(
-                "user_id",
-                format!("must be 1 to {MAX_USER_ID_LEN} bytes, got {}", text.len()),
-            ));
-        }
-        if text.trim() != text || text.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "user_id",
-                "must not contain control characters or surrounding whitespace",
-            ));
-        }
-        Ok(UserId(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use storefront_runtime::UserId;
 
 /// The client's name for one checkout attempt; unique per user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -128,7 +97,7 @@ impl TryFrom<&pb::CheckoutRequest> for CheckoutOrder {
 
     fn try_from(request: &pb::CheckoutRequest) -> Result<Self, Self::Error> {
         Ok(CheckoutOrder {
-            user_id: UserId::parse(&request.user_id)?,
+            user_id: UserId::parse("user_id", &request.user_id)?,
             idempotency_key: IdempotencyKey::parse(&request.idempotency_key)?,
             payment_method: request.payment_method.clone(),
             shipping_address: request.shipping_address.clone(),
@@ -287,12 +256,6 @@ mod tests {
 
     #[test]
     fn ids_and_keys_are_checked_at_the_edge() {
-        assert!(UserId::parse("user-1").is_ok());
-        assert_eq!(UserId::parse("").map_err(|e| e.field), Err("user_id"));
-        assert!(UserId::parse(&"u".repeat(128)).is_ok());
-        assert!(UserId::parse(&"u".repeat(129)).is_err());
-        assert!(UserId::parse(" padded").is_err());
-        assert!(UserId::parse("a\nb").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         assert_eq!(
             IdempotencyKey::parse(&"k".repeat(256)).map_err(|e| e.field),

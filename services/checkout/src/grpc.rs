@@ -73,7 +73,7 @@ impl CheckoutService for CheckoutApi {
         request: Request<pb::GetCheckoutRequest>,
     ) -> Result<Response<pb::CheckoutSession>, Status> {
         let request = request.get_ref();
-        let user_id = UserId::parse(&request.user_id).map_err(CheckoutError::from)?;
+        let user_id = UserId::parse("user_id", &request.user_id).map_err(CheckoutError::from)?;
         let id = CheckoutId::parse(&request.checkout_id).map_err(CheckoutError::from)?;
         let session = self.saga.session_of(&user_id, id).await?;
         Ok(Response::new(to_proto(&session)))

@@ -288,7 +288,7 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Session, CheckoutError> {
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     Ok(Session {
         id: CheckoutId::from(id),
-        user_id: UserId::parse(&user_id).map_err(|e| corrupt(id, e))?,
+        user_id: UserId::parse("user_id", &user_id).map_err(|e| corrupt(id, e))?,
         idempotency_key: IdempotencyKey::parse(&key).map_err(|e| corrupt(id, e))?,
         payment_method: row.try_get("payment_method")?,
         shipping_address: shipping.map(|Json(address)| address),

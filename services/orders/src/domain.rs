@@ -16,7 +16,6 @@ pub const MAX_ITEMS: usize = 100;
 /// Largest quantity of one line.
 pub const MAX_QUANTITY: i32 = 10_000;
 /// Longest user id, in bytes (a JWT `sub`).
-pub const MAX_USER_ID_LEN: usize = 256;
 /// Longest product name, in bytes.
 pub const MAX_NAME_LEN: usize = 1_000;
 
@@ -55,38 +54,7 @@ impl fmt::Display for OrderId {
     }
 }
 
-/// A user id (the JWT `sub`): non-empty, at most 256 bytes, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserId(String);
-
-impl UserId {
-    /// Parses a user id found in `field`.
-    pub fn parse(field: &'static str, text: &str) -> Result<Self, FieldError> {
-        if text.is_empty() {
-            return Err(FieldError::new(field, "is required"));
-        }
-        if text.len() > MAX_USER_ID_LEN {
-            return Err(FieldError::new(
-                field,
-                format!(
-                    "must be at most {MAX_USER_ID_LEN} bytes, got {}",
-                    text.len()
-                ),
-            ));
-        }
-        if text.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                field,
-                "must not contain control characters",
-            ));
-        }
-        Ok(UserId(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use storefront_runtime::UserId;
 
 /// Where an order stands. The life cycle is [`OrderStatus::can_become`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -460,13 +428,6 @@ mod tests {
         assert_eq!(OrderId::parse("42").map_err(|e| e.field), Err("order_id"));
         let id = Uuid::now_v7();
         assert_eq!(OrderId::parse(&id.to_string()).map(OrderId::get), Ok(id));
-        assert!(UserId::parse("user_id", "").is_err());
-        assert!(UserId::parse("user_id", "a\nb").is_err());
-        assert!(UserId::parse("user_id", &"u".repeat(257)).is_err());
-        assert_eq!(
-            UserId::parse("user_id", "user-1").map(|u| u.as_str().to_owned()),
-            Ok("user-1".to_owned())
-        );
     }
 
     fn usd(minor: i64) -> Option<common::Money> {

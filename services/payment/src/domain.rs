@@ -3,11 +3,8 @@
 use std::time::Duration;
 
 use storefront_proto::payment::v1 as pb;
-use storefront_runtime::{FieldError, Money};
+use storefront_runtime::{FieldError, Money, UserId};
 use uuid::Uuid;
-
-/// Longest user id accepted (the JWT `sub`).
-pub const MAX_USER_ID_LEN: usize = 128;
 
 /// A test payment method; the name decides the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,20 +147,14 @@ impl TryFrom<&pb::ChargeRequest> for ChargeOrder {
     fn try_from(request: &pb::ChargeRequest) -> Result<Self, Self::Error> {
         let checkout_id =
             storefront_runtime::error::parse_uuid("checkout_id", &request.checkout_id)?;
-        let user_id = request.user_id.trim();
-        if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN {
-            return Err(FieldError::new(
-                "user_id",
-                format!("must be 1 to {MAX_USER_ID_LEN} characters"),
-            ));
-        }
+        let user_id = UserId::parse("user_id", &request.user_id)?;
         let amount = Money::from_proto("amount", request.amount.as_ref())?;
         if amount.minor() == 0 {
             return Err(FieldError::new("amount", "must be greater than zero"));
         }
         Ok(ChargeOrder {
             checkout_id,
-            user_id: user_id.to_owned(),
+            user_id: user_id.into(),
             amount,
             method: PaymentMethod::parse(&request.payment_method)?,
         })

@@ -22,7 +22,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use error::{ErrorCode, FieldError, status_of};
-pub use ids::ProductId;
+pub use ids::{ProductId, UserId};
 pub use money::{Currency, Money};
 pub use shutdown::Shutdown;
 
