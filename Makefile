@@ -22,8 +22,9 @@ lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo clippy --workspace --all-targets -- -D warnings
 	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh hack/charts/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
 
-crds: ## Regenerate crds/storefront.yaml from the operator's Rust types
+crds: ## Regenerate crds/storefront.yaml from the operator's Rust types (and the operator chart's copy)
 	cargo run -q -p storefront-operator -- crd > crds/storefront.yaml
+	cp crds/storefront.yaml charts/storefront-operator/crds/storefront.yaml
 
 fmt: ## Format the code
 	cargo fmt --all

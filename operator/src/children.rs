@@ -383,6 +383,12 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
             }
         }
     }
+    if !sf.spec.gateway.trusted_proxies.is_empty() {
+        set(
+            "GATEWAY_TRUSTED_PROXIES",
+            sf.spec.gateway.trusted_proxies.join(","),
+        );
+    }
     if let Some(tracing) = &sf.spec.tracing {
         set("OTEL_EXPORTER_OTLP_ENDPOINT", tracing.otlp_endpoint.clone());
         set(
@@ -1053,7 +1059,13 @@ mod tests {
         assert_eq!(data["ORDERS_KAFKA_BOOTSTRAP"], "kafka:9092");
         assert_eq!(data["CART_REDIS_URL"], "redis://cache:6379");
         assert!(!data.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(!data.contains_key("GATEWAY_TRUSTED_PROXIES"));
         assert!(data.values().all(|v| !v.contains("password")));
+
+        let mut behind_ingress = external();
+        behind_ingress.spec.gateway.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
+        let data = config_data(&behind_ingress);
+        assert_eq!(data["GATEWAY_TRUSTED_PROXIES"], "10.0.0.0/8,fd00::/8");
     }
 
     #[test]

@@ -188,6 +188,7 @@ fn default_cpu_target() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.ingress) || self.serviceType == 'ClusterIP' || self.serviceType == 'NodePort'").message("gateway.ingress needs serviceType ClusterIP or NodePort"))]
+#[x_kube(validation = Rule::new("!has(self.trustedProxies) || self.trustedProxies.all(p, isIP(p) || isCIDR(p))").message("gateway.trustedProxies holds IP addresses and CIDRs such as 10.0.0.0/8"))]
 pub struct GatewaySpec {
     #[serde(default)]
     pub service_type: GatewayServiceType,
@@ -203,6 +204,12 @@ pub struct GatewaySpec {
     pub jwt_secret_ref: Option<SecretKeyRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimitsSpec>,
+    /// Proxies in front of the gateway (addresses or CIDRs, e.g. the ingress
+    /// controller's pod network) whose `X-Forwarded-For` it believes for the
+    /// per-address rate limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for GatewaySpec {
@@ -213,6 +220,7 @@ impl Default for GatewaySpec {
             ingress: None,
             jwt_secret_ref: None,
             rate_limits: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -421,6 +421,13 @@ async fn the_api_server_refuses_invalid_specs_with_the_rules_message() {
             }),
             "spec.services.gateway.replicas",
         ),
+        (
+            json!({
+                "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} },
+                "gateway": { "trustedProxies": ["10.0.0.0/8", "ingress-nginx"] },
+            }),
+            "gateway.trustedProxies holds IP addresses and CIDRs",
+        ),
     ];
     for (i, (spec, message)) in cases.into_iter().enumerate() {
         let sf: Storefront = serde_json::from_value(json!({

@@ -1,6 +1,8 @@
 //! Settings of the REST gateway (flags, with environment fallbacks).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -118,6 +120,18 @@ pub struct Config {
         default_value = "*"
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed, comma-separated addresses or
+    /// CIDRs (e.g. an ingress controller's `10.0.0.0/8`). Behind them the client
+    /// address of the per-address rate limit is the right-most address of the
+    /// header that is not one of them; by default the connection's peer is.
+    #[arg(
+        id = "gateway-trusted-proxies",
+        long = "gateway-trusted-proxies",
+        env = "GATEWAY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_network
+    )]
+    pub trusted_proxies: Vec<IpNet>,
     /// Consecutive backend failures (unavailable, timeout, internal) that open its circuit; 0 never opens.
     #[arg(
         id = "gateway-breaker-failure-threshold",
@@ -129,6 +143,14 @@ pub struct Config {
     /// How long an open circuit answers 503 without calling the backend before it probes again.
     #[arg(id = "gateway-breaker-open-duration", long = "gateway-breaker-open-duration", env = "GATEWAY_BREAKER_OPEN_DURATION", default_value = "10s", value_parser = parse_duration)]
     pub breaker_open_duration: Duration,
+}
+
+/// A network in CIDR form, or one address (a /32 or /128).
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{text}` is neither an IP address nor a CIDR like 10.0.0.0/8"))
 }
 
 #[cfg(test)]
@@ -161,6 +183,36 @@ mod tests {
         assert_eq!(config.backend_timeout, Duration::from_secs(5));
         assert_eq!(config.checkout_timeout, Duration::from_secs(15));
         assert_eq!(config.cors_allowed_origins, vec!["*".to_owned()]);
+        assert!(config.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let parse = |value: &str| {
+            Cli::try_parse_from(["gateway", "--gateway-trusted-proxies", value])
+                .map(|c| {
+                    c.config
+                        .trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse("10.0.0.0/8, 192.168.1.7,::1"),
+            Ok(vec![
+                "10.0.0.0/8".to_owned(),
+                "192.168.1.7/32".to_owned(),
+                "::1/128".to_owned()
+            ])
+        );
+        let refused = parse("10.0.0.0/33").err().unwrap_or_default();
+        assert!(
+            refused.contains("`10.0.0.0/33` is neither an IP address nor a CIDR"),
+            "{refused}"
+        );
+        assert!(parse("ingress").is_err());
     }
 
     #[test]

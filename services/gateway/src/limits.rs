@@ -1,5 +1,7 @@
 //! Limits at the edge: token-bucket rate limits per user (per client address
 //! for requests without a valid token) and the 64 KiB cap on request bodies.
+//! The client address is the connection's peer, or behind trusted proxies the
+//! address they say they saw ([`client_address`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -10,7 +12,9 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
+use ipnet::IpNet;
 
 use crate::auth::{Identity, UserId};
 use crate::config::Config;
@@ -77,6 +81,7 @@ impl<K: Eq + Hash> Buckets<K> {
 pub struct RateLimits {
     per_user: Buckets<UserId>,
     per_ip: Buckets<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl RateLimits {
@@ -84,13 +89,14 @@ impl RateLimits {
         RateLimits {
             per_user: Buckets::new(config.rate_limit_per_user, config.rate_limit_per_user_burst),
             per_ip: Buckets::new(config.rate_limit_per_ip, config.rate_limit_per_ip_burst),
+            trusted_proxies: config.trusted_proxies.clone(),
         }
     }
 }
 
 /// Admits the request or answers 429 with `Retry-After`. Signed-in callers
 /// are limited per user; everyone else (no token, or a refused one) per
-/// client address as the connection shows it.
+/// client address.
 pub async fn rate_limit(
     State(limits): State<Arc<RateLimits>>,
     request: Request,
@@ -100,10 +106,11 @@ pub async fn rate_limit(
     let (kind, admitted) = match request.extensions().get::<Identity>() {
         Some(Identity::Caller(caller)) => ("user", limits.per_user.take(caller.user.clone(), now)),
         _ => {
-            let ip = request
+            let peer = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+            let ip = client_address(peer, request.headers(), &limits.trusted_proxies);
             ("ip", limits.per_ip.take(ip, now))
         }
     };
@@ -114,6 +121,38 @@ pub async fn rate_limit(
             ApiError::RateLimited { retry_after }.into_response()
         }
     }
+}
+
+/// Who sent the request. The peer, unless it is a trusted proxy: then
+/// `X-Forwarded-For` (every proxy appends the address it saw; several headers
+/// read as one list) is walked from the right, and the first address that is
+/// not a trusted proxy is the client. A client can write anything at the left
+/// of the header, so nothing left of that address is believed; an entry that
+/// is not an address ends the walk at the proxy that passed it on.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        if !is_trusted(&client) {
+            break;
+        }
+        // `1.2.3.4`, `::1`, or with a port: `1.2.3.4:80`, `[::1]:80`.
+        let Some(ip) = hop
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        else {
+            break;
+        };
+        client = ip;
+    }
+    client
 }
 
 /// Declared bodies up to this size are read and discarded before the 413, so
@@ -147,6 +186,68 @@ pub async fn cap_body(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append(
+                "x-forwarded-for",
+                value.parse().unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        let trusted: Vec<IpNet> = trusted
+            .iter()
+            .map(|t| t.parse().unwrap_or_else(|e| panic!("{t}: {e}")))
+            .collect();
+        let peer = peer.parse().unwrap_or_else(|e| panic!("{peer}: {e}"));
+        client_address(peer, &headers, &trusted).to_string()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ingress = ["10.0.0.0/8"];
+        // No trusted proxies, or a peer that is not one: the header is ignored.
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"], &[]), "203.0.113.9");
+        assert_eq!(
+            client("203.0.113.9", &["198.51.100.1"], &ingress),
+            "203.0.113.9"
+        );
+        // Behind the ingress: the address it saw.
+        assert_eq!(
+            client("10.1.2.3", &["198.51.100.1"], &ingress),
+            "198.51.100.1"
+        );
+        // A client's own X-Forwarded-For is left of what the proxy appended.
+        assert_eq!(
+            client("10.1.2.3", &["6.6.6.6, 198.51.100.1"], &ingress),
+            "198.51.100.1"
+        );
+        // Two proxies (a load balancer, then the ingress), over two headers.
+        assert_eq!(
+            client("10.1.2.3", &["6.6.6.6, 198.51.100.1", "10.9.9.9"], &ingress),
+            "198.51.100.1"
+        );
+        // Ports and IPv6 are read; all hops trusted gives the left-most.
+        assert_eq!(
+            client("10.1.2.3", &["[2001:db8::1]:443"], &ingress),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            client("10.1.2.3", &["198.51.100.1:5000"], &ingress),
+            "198.51.100.1"
+        );
+        assert_eq!(
+            client("10.1.2.3", &["10.0.0.1, 10.0.0.2"], &ingress),
+            "10.0.0.1"
+        );
+        // Garbage ends the walk at the proxy that passed it on; no header, the peer.
+        assert_eq!(client("10.1.2.3", &["unknown"], &ingress), "10.1.2.3");
+        assert_eq!(
+            client("10.1.2.3", &["198.51.100.1, junk, 10.0.0.7"], &ingress),
+            "10.0.0.7"
+        );
+        assert_eq!(client("10.1.2.3", &[], &ingress), "10.1.2.3");
+    }
 
     #[test]
     fn burst_then_sustained_rate() {

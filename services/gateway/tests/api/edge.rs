@@ -154,6 +154,31 @@ async fn anonymous_callers_are_limited_per_address() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
+    let shop = Shop::builder()
+        .config(|c| {
+            c.rate_limit_per_ip = 0.1;
+            c.rate_limit_per_ip_burst = 2;
+            c.trusted_proxies = vec!["127.0.0.0/8".parse().expect("network")];
+        })
+        .start()
+        .await;
+    let from = |client: &'static str| {
+        let request = shop
+            .request(Method::GET, "/api/v1/products", None)
+            // What the caller claims (left) is not believed; the proxy's entry is.
+            .header("x-forwarded-for", format!("203.0.113.250, {client}"));
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(from("198.51.100.1").await, 200);
+    assert_eq!(from("198.51.100.1").await, 200);
+    assert_eq!(from("198.51.100.1").await, 429);
+    // Another client behind the same proxy has a bucket of its own.
+    assert_eq!(from("198.51.100.2").await, 200);
+    shop.stop().await;
+}
+
+#[tokio::test]
 async fn signed_in_users_are_limited_each_on_their_own() {
     let shop = Shop::builder()
         .config(|c| {

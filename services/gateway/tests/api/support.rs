@@ -721,6 +721,7 @@ pub fn config(backend: &str) -> Config {
         rate_limit_per_ip: 1000.0,
         rate_limit_per_ip_burst: 1000,
         cors_allowed_origins: vec!["*".to_owned()],
+        trusted_proxies: Vec::new(),
         breaker_failure_threshold: 5,
         breaker_open_duration: Duration::from_secs(10),
     }
