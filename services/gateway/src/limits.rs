@@ -205,48 +205,49 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let ingress = ["10.0.0.0/8"];
-        // No trusted proxies, or a peer that is not one: the header is ignored.
-        assert_eq!(client("203.0.113.9", &["198.51.100.1"], &[]), "203.0.113.9");
-        assert_eq!(
-            client("203.0.113.9", &["198.51.100.1"], &ingress),
-            "203.0.113.9"
-        );
-        // Behind the ingress: the address it saw.
-        assert_eq!(
-            client("10.1.2.3", &["198.51.100.1"], &ingress),
-            "198.51.100.1"
-        );
-        // A client's own X-Forwarded-For is left of what the proxy appended.
-        assert_eq!(
-            client("10.1.2.3", &["6.6.6.6, 198.51.100.1"], &ingress),
-            "198.51.100.1"
-        );
-        // Two proxies (a load balancer, then the ingress), over two headers.
-        assert_eq!(
-            client("10.1.2.3", &["6.6.6.6, 198.51.100.1", "10.9.9.9"], &ingress),
-            "198.51.100.1"
-        );
-        // Ports and IPv6 are read; all hops trusted gives the left-most.
-        assert_eq!(
-            client("10.1.2.3", &["[2001:db8::1]:443"], &ingress),
-            "2001:db8::1"
-        );
-        assert_eq!(
-            client("10.1.2.3", &["198.51.100.1:5000"], &ingress),
-            "198.51.100.1"
-        );
-        assert_eq!(
-            client("10.1.2.3", &["10.0.0.1, 10.0.0.2"], &ingress),
-            "10.0.0.1"
-        );
-        // Garbage ends the walk at the proxy that passed it on; no header, the peer.
-        assert_eq!(client("10.1.2.3", &["unknown"], &ingress), "10.1.2.3");
-        assert_eq!(
-            client("10.1.2.3", &["198.51.100.1, junk, 10.0.0.7"], &ingress),
-            "10.0.0.7"
-        );
-        assert_eq!(client("10.1.2.3", &[], &ingress), "10.1.2.3");
+        let ingress: &[&str] = &["10.0.0.0/8"];
+        // (peer, X-Forwarded-For headers, trusted, the client address)
+        let cases: &[(&str, &[&str], &[&str], &str)] = &[
+            // No trusted proxies, or a peer that is not one: the header is ignored.
+            ("203.0.113.9", &["198.51.100.1"], &[], "203.0.113.9"),
+            ("203.0.113.9", &["198.51.100.1"], ingress, "203.0.113.9"),
+            // Behind the ingress: the address it saw.
+            ("10.1.2.3", &["198.51.100.1"], ingress, "198.51.100.1"),
+            // A client's own X-Forwarded-For is left of what the proxy appended.
+            (
+                "10.1.2.3",
+                &["6.6.6.6, 198.51.100.1"],
+                ingress,
+                "198.51.100.1",
+            ),
+            // Two proxies (a load balancer, then the ingress), over two headers.
+            (
+                "10.1.2.3",
+                &["6.6.6.6, 198.51.100.1", "10.9.9.9"],
+                ingress,
+                "198.51.100.1",
+            ),
+            // Ports and IPv6 are read; all hops trusted gives the left-most.
+            ("10.1.2.3", &["[2001:db8::1]:443"], ingress, "2001:db8::1"),
+            ("10.1.2.3", &["198.51.100.1:5000"], ingress, "198.51.100.1"),
+            ("10.1.2.3", &["10.0.0.1, 10.0.0.2"], ingress, "10.0.0.1"),
+            // Garbage ends the walk at the proxy that passed it on; no header, the peer.
+            ("10.1.2.3", &["unknown"], ingress, "10.1.2.3"),
+            (
+                "10.1.2.3",
+                &["198.51.100.1, junk, 10.0.0.7"],
+                ingress,
+                "10.0.0.7",
+            ),
+            ("10.1.2.3", &[], ingress, "10.1.2.3"),
+        ];
+        for (peer, forwarded, trusted, expected) in cases {
+            assert_eq!(
+                client(peer, forwarded, trusted),
+                *expected,
+                "peer {peer}, X-Forwarded-For {forwarded:?}, trusted {trusted:?}"
+            );
+        }
     }
 
     #[test]
