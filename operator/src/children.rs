@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{ManagedStore, ServiceSpec, Storefront};
 use crate::names::{self, METRICS_PORT, SERVICES, ServiceKind};
+use crate::topics::WantedTopic;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "storefront-operator";
@@ -256,30 +257,20 @@ pub fn kafka_bootstrap(sf: &Storefront) -> String {
     }
 }
 
-/// The shop's topics: (name, partitions, replication factor, config).
-pub fn topics(sf: &Storefront) -> Vec<(String, i32, i32, BTreeMap<String, String>)> {
+/// The shop's topics.
+pub fn topics(sf: &Storefront) -> Vec<WantedTopic> {
     let (ns, name) = (namespace(sf), sf.name_any_str());
     let t = &sf.spec.kafka.topics;
-    let rf = |spec: &crate::crd::TopicSpec| spec.replication_factor.unwrap_or(1);
+    let topic = |suffix: &str, partitions: i32, spec: &crate::crd::TopicSpec| WantedTopic {
+        name: names::topic(ns, name, suffix),
+        partitions,
+        replication: spec.replication_factor.unwrap_or(1),
+        config: spec.config.clone(),
+    };
     vec![
-        (
-            names::topic(ns, name, "checkout-events"),
-            t.checkout.partitions,
-            rf(&t.checkout),
-            t.checkout.config.clone(),
-        ),
-        (
-            names::topic(ns, name, "checkout-events.dlq"),
-            1,
-            rf(&t.checkout),
-            t.checkout.config.clone(),
-        ),
-        (
-            names::topic(ns, name, "order-events"),
-            t.order.partitions,
-            rf(&t.order),
-            t.order.config.clone(),
-        ),
+        topic("checkout-events", t.checkout.partitions, &t.checkout),
+        topic("checkout-events.dlq", 1, &t.checkout),
+        topic("order-events", t.order.partitions, &t.order),
     ]
 }
 

@@ -29,7 +29,7 @@ use crate::children::{self, Child, ChildKind, FIELD_MANAGER, SecretInputs, finge
 use crate::crd::{DeletionPolicy, Storefront, StorefrontStatus};
 use crate::names::{self, SERVICES};
 use crate::postgres::{self, Database};
-use crate::topics::{self, WantedTopic};
+use crate::topics;
 
 /// The finalizer that lets topics be deleted before the Storefront goes.
 pub const FINALIZER: &str = "shop.storefront.dev/cleanup";
@@ -221,7 +221,7 @@ pub fn error_policy(sf: Arc<Storefront>, error: &Error, _ctx: Arc<Context>) -> A
 /// garbage-collected through owner references.
 async fn cleanup(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     if sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete {
-        let names: Vec<String> = children::topics(sf).into_iter().map(|t| t.0).collect();
+        let names: Vec<String> = children::topics(sf).into_iter().map(|t| t.name).collect();
         if let Err(error) = topics::delete(&children::kafka_bootstrap(sf), &names).await {
             publish(
                 ctx,
@@ -668,7 +668,6 @@ async fn report_topics(
     ctx: &Context,
     sf: &Storefront,
     status: &mut StorefrontStatus,
-    degraded_reasons: &mut Vec<String>,
     bootstrap: &str,
     count: usize,
     report: topics::TopicsReport,
@@ -695,7 +694,6 @@ async fn report_topics(
         })
         .collect::<Vec<_>>()
         .join("; ");
-    degraded_reasons.push(format!("PartitionDecreaseRefused: {detail}"));
     Outcome::failed(
         "PartitionDecreaseRefused",
         format!("Kafka cannot remove partitions: {detail}"),
@@ -836,17 +834,8 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     };
 
     // Topics.
-    let wanted_topics: Vec<WantedTopic> = children::topics(sf)
-        .into_iter()
-        .map(|(name, partitions, replication, config)| WantedTopic {
-            name,
-            partitions,
-            replication,
-            config,
-        })
-        .collect();
+    let wanted_topics = children::topics(sf);
     let bootstrap = children::kafka_bootstrap(sf);
-    let mut degraded_reasons = vec![];
     let topics_fingerprint = fingerprint(&(&bootstrap, &wanted_topics));
     let topics_result = if ctx.is_done(&uid, Step::Topics, &topics_fingerprint) {
         Ok(None)
@@ -874,7 +863,6 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
                 ctx,
                 sf,
                 &mut status,
-                &mut degraded_reasons,
                 &bootstrap,
                 wanted_topics.len(),
                 report,
@@ -918,7 +906,6 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             ));
         }
     }
-    let ready = databases_outcome.ok && topics_outcome.ok && services_outcome.ok;
     let not_ready: Vec<&str> = [
         (DATABASES_READY, databases_outcome.ok),
         (TOPICS_READY, topics_outcome.ok),
@@ -928,6 +915,7 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     .filter(|(_, ok)| !ok)
     .map(|(t, _)| *t)
     .collect();
+    let ready = not_ready.is_empty();
     let (ready_reason, ready_message) = if ready {
         (
             "AllReady".to_owned(),
@@ -950,22 +938,23 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     ) {
         flips.push((READY, ready, ready_reason, ready_message));
     }
-    // Degraded: something failed that waiting alone will not fix.
-    for outcome in [&databases_outcome, &topics_outcome] {
-        if !outcome.ok && outcome.reason != "PartitionDecreaseRefused" {
-            degraded_reasons.push(format!("{}: {}", outcome.reason, outcome.message));
-        }
-    }
-    let degraded = !degraded_reasons.is_empty();
-    let (degraded_reason, degraded_message) = if degraded {
-        let reason = degraded_reasons[0]
-            .split(':')
-            .next()
-            .unwrap_or("Failed")
-            .to_owned();
-        (reason, degraded_reasons.join("; "))
-    } else {
-        ("AsExpected".to_owned(), "no failures".to_owned())
+    // Degraded: something failed that waiting alone will not fix (a failed
+    // database or topic step: unreachable, refused, or a partition decrease).
+    let failures: Vec<&Outcome> = [&databases_outcome, &topics_outcome]
+        .into_iter()
+        .filter(|outcome| !outcome.ok)
+        .collect();
+    let degraded = !failures.is_empty();
+    let (degraded_reason, degraded_message) = match failures.first() {
+        Some(first) => (
+            first.reason.clone(),
+            failures
+                .iter()
+                .map(|o| format!("{}: {}", o.reason, o.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None => ("AsExpected".to_owned(), "no failures".to_owned()),
     };
     if set_condition(
         &mut status.conditions,

@@ -55,11 +55,7 @@ async fn serve_http(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Re
     let app = storefront_runtime::metrics::router()?
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ready" }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "operator endpoint listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    storefront_runtime::metrics::serve_router(addr, app, shutdown).await?;
     Ok(())
 }
 

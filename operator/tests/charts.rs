@@ -111,22 +111,22 @@ fn command(program: &Path, args: &[&str]) -> Command {
     command
 }
 
-async fn helm(args: Vec<String>) -> String {
+/// [`run`] off the async threads.
+async fn run_blocking(program: PathBuf, args: Vec<String>) -> String {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&helm_path(), &args)
+        run(&program, &args)
     })
     .await
     .unwrap()
 }
 
+async fn helm(args: Vec<String>) -> String {
+    run_blocking(helm_path(), args).await
+}
+
 async fn kubectl(args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&kubectl_path(), &args)
-    })
-    .await
-    .unwrap()
+    run_blocking(kubectl_path(), args).await
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

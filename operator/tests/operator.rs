@@ -354,18 +354,7 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
     wait_for_partitions(&checkout_topic, Some(4)).await;
 
     // Delete under policy Delete: children collected, topics removed.
-    api.delete("shop", &DeleteParams::default()).await.unwrap();
-    wait_for_deletion(&api, "shop", READY_TIMEOUT)
-        .await
-        .unwrap();
-    wait_for_list(
-        &ns.api::<Deployment>(),
-        &ListParams::default(),
-        READY_TIMEOUT,
-        |items| items.is_empty(),
-    )
-    .await
-    .unwrap();
+    delete_shop(&api, &ns).await;
     wait_for_list(
         &ns.api::<Secret>(),
         &ListParams::default().labels("app.kubernetes.io/instance=shop"),
@@ -447,40 +436,39 @@ async fn the_api_server_refuses_invalid_specs_with_the_rules_message() {
     ns.cleanup().await.unwrap();
 }
 
+/// Deletes the Storefront `shop`; returns once it and its Deployments are gone.
+async fn delete_shop(api: &Api<Storefront>, ns: &TestNamespace) {
+    api.delete("shop", &DeleteParams::default()).await.unwrap();
+    wait_for_deletion(api, "shop", READY_TIMEOUT).await.unwrap();
+    wait_for_list(
+        &ns.api::<Deployment>(),
+        &ListParams::default(),
+        READY_TIMEOUT,
+        |items| items.is_empty(),
+    )
+    .await
+    .unwrap();
+}
+
 /// Counts this Storefront's children per kind.
 async fn child_counts(ns: &TestNamespace) -> (usize, usize, usize, usize, usize) {
-    let selector = ListParams::default().labels("app.kubernetes.io/instance=shop");
+    async fn count<K>(ns: &TestNamespace) -> usize
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let selector = ListParams::default().labels("app.kubernetes.io/instance=shop");
+        ns.api::<K>().list(&selector).await.unwrap().items.len()
+    }
     (
-        ns.api::<Deployment>()
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        ns.api::<Service>()
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        ns.api::<PodDisruptionBudget>()
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        ns.api::<ConfigMap>()
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        ns.api::<Secret>()
-            .list(&selector)
-            .await
-            .unwrap()
-            .items
-            .len(),
+        count::<Deployment>(ns).await,
+        count::<Service>(ns).await,
+        count::<PodDisruptionBudget>(ns).await,
+        count::<ConfigMap>(ns).await,
+        count::<Secret>(ns).await,
     )
 }
 
@@ -553,18 +541,7 @@ async fn a_killed_operator_restarts_and_converges_without_duplicates_and_retain_
 
     // Retain: the topics outlive the Storefront.
     let checkout_topic = format!("{}.shop.checkout-events", ns.name());
-    api.delete("shop", &DeleteParams::default()).await.unwrap();
-    wait_for_deletion(&api, "shop", READY_TIMEOUT)
-        .await
-        .unwrap();
-    wait_for_list(
-        &ns.api::<Deployment>(),
-        &ListParams::default(),
-        READY_TIMEOUT,
-        |items| items.is_empty(),
-    )
-    .await
-    .unwrap();
+    delete_shop(&api, &ns).await;
     wait_for_partitions(&checkout_topic, Some(2)).await;
 
     let admin = storefront_runtime::kafka::admin(&kafka_bootstrap_servers()).unwrap();

@@ -1,11 +1,10 @@
 //! Settings of the REST gateway (flags, with environment fallbacks).
 
 use std::net::{IpAddr, SocketAddr};
-
-use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use storefront_runtime::config::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -131,14 +131,14 @@ pub async fn rate_limit(
 /// is not an address ends the walk at the proxy that passed it on.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let hops: Vec<&str> = headers
+    let mut client = peer;
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("?").rsplit(','))
+        .map(str::trim);
+    for hop in hops {
         if !is_trusted(&client) {
             break;
         }

@@ -46,7 +46,16 @@ pub fn router() -> Result<axum::Router, StartError> {
 
 /// Serves `GET /metrics` on `addr` until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: Shutdown) -> Result<(), StartError> {
-    let app = router()?;
+    serve_router(addr, router()?, shutdown).await
+}
+
+/// Serves `app` ([`router`] with other routes, e.g. health probes) on `addr`
+/// until `shutdown`.
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: axum::Router,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     axum::serve(listener, app)

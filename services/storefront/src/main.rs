@@ -278,11 +278,9 @@ async fn main() -> anyhow::Result<()> {
         let runtime = telemetry
             .runtime(name)
             .with_context(|| format!("{name}: cannot start its runtime"))?;
-        let spawner = runtime.handle().clone();
-        let runtime = ServiceRuntime(Some(runtime));
         let stop = shutdown.clone();
         let run = service.run;
-        let handle = spawner.spawn(async move {
+        let handle = runtime.spawn(async move {
             let listener = TcpListener::from_std(listener)?;
             run(listener, stop).await
         });
@@ -293,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
             };
             (name, result)
         });
-        runtimes.push(runtime);
+        runtimes.push(ServiceRuntime(Some(runtime)));
         telemetries.push(telemetry);
     }
 
