@@ -63,6 +63,16 @@ impl Carts {
         }
     }
 
+    /// The committed cart, past the cache, and which of `checkouts` it has
+    /// applied: what a checkout prices.
+    pub async fn get_consistent(
+        &self,
+        user: &UserId,
+        checkouts: &[uuid::Uuid],
+    ) -> Result<(Cart, Vec<uuid::Uuid>), CartError> {
+        self.0.store.load_consistent(user, checkouts).await
+    }
+
     pub async fn add(&self, request: &AddItem) -> Result<Cart, CartError> {
         let product = self.0.catalog.product(request.product_id).await?;
         self.write(&request.user_id, |cart| {

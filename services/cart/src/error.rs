@@ -51,7 +51,8 @@ impl ErrorCode for CartError {
             ProductNotFound(_) | ItemNotFound(_) => Code::NotFound,
             CartLimitExceeded | CurrencyMismatch { .. } | TotalOverflow => Code::FailedPrecondition,
             ProductUnavailable { code, .. } => *code,
-            ProductService(_) | Database(_) | Load(_) => Code::Internal,
+            Database(error) => storefront_runtime::db::code_of(error),
+            ProductService(_) | Load(_) => Code::Internal,
         }
     }
 
@@ -65,7 +66,8 @@ impl ErrorCode for CartError {
             CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             TotalOverflow => "CART_TOTAL_OVERFLOW",
             ProductUnavailable { .. } => "PRODUCT_SERVICE_UNAVAILABLE",
-            ProductService(_) | Database(_) | Load(_) => "INTERNAL",
+            Database(error) => storefront_runtime::db::reason_of(error),
+            ProductService(_) | Load(_) => "INTERNAL",
         }
     }
 }

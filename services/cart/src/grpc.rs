@@ -3,11 +3,16 @@
 use chrono::{DateTime, Utc};
 use storefront_proto::cart::v1 as pb;
 use storefront_proto::cart::v1::cart_service_server::CartService;
+use storefront_runtime::FieldError;
+use storefront_runtime::error::parse_uuid;
 use tonic::{Request, Response, Status};
 
 use crate::carts::Carts;
 use crate::domain::{AddItem, Cart, RemoveItem, UpdateItem, UserId};
 use crate::error::CartError;
+
+/// Most checkouts one consistent read asks about.
+const MAX_CHECKOUT_IDS: usize = 100;
 
 pub struct CartApi {
     carts: Carts,
@@ -49,6 +54,7 @@ fn to_proto(cart: Cart) -> Result<pb::Cart, CartError> {
         item_count,
         total: Some(total.into()),
         updated_at: cart.updated_at.map(timestamp),
+        applied_checkout_ids: Vec::new(),
     })
 }
 
@@ -66,8 +72,28 @@ impl CartService for CartApi {
         &self,
         request: Request<pb::GetCartRequest>,
     ) -> Result<Response<pb::Cart>, Status> {
-        let user = user_id(&request.get_ref().user_id)?;
-        respond(self.carts.get(&user).await)
+        let request = request.get_ref();
+        let user = user_id(&request.user_id)?;
+        if !request.consistent {
+            return respond(self.carts.get(&user).await);
+        }
+        if request.checkout_ids.len() > MAX_CHECKOUT_IDS {
+            return Err(CartError::from(FieldError::new(
+                "checkout_ids",
+                format!("at most {MAX_CHECKOUT_IDS} ids"),
+            ))
+            .into());
+        }
+        let checkouts = request
+            .checkout_ids
+            .iter()
+            .map(|id| parse_uuid("checkout_ids", id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CartError::from)?;
+        let (cart, applied) = self.carts.get_consistent(&user, &checkouts).await?;
+        let mut answer = to_proto(cart)?;
+        answer.applied_checkout_ids = applied.iter().map(ToString::to_string).collect();
+        Ok(Response::new(answer))
     }
 
     async fn add_item(

@@ -33,6 +33,9 @@ const DELETE_EXPIRED: &str = "DELETE FROM carts WHERE user_id IN ( \
          SELECT user_id FROM carts WHERE expires_at <= now() \
          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
      RETURNING user_id";
+/// Which of the given checkouts this cart has applied.
+const APPLIED: &str = "SELECT checkout_id FROM processed_checkouts \
+     WHERE user_id = $1 AND checkout_id = ANY($2)";
 const PRUNE_PROCESSED: &str = "DELETE FROM processed_checkouts WHERE processed_at < now() - $1";
 
 /// What a CheckoutCompleted did to its cart.
@@ -70,6 +73,40 @@ impl CartStore {
             Some(row) => cart_from_row(user, &row),
             None => Ok(Cart::empty(user.clone())),
         }
+    }
+
+    /// The user's cart as committed, and which of `checkouts` it has already
+    /// applied, both read in one snapshot: a checkout applied after the
+    /// lines were read cannot be reported as not applied, nor the reverse.
+    pub async fn load_consistent(
+        &self,
+        user: &UserId,
+        checkouts: &[uuid::Uuid],
+    ) -> Result<(Cart, Vec<uuid::Uuid>), CartError> {
+        metrics::counter!("cart_db_loads_total").increment(1);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(SELECT_LIVE)
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let cart = match row {
+            Some(row) => cart_from_row(user, &row)?,
+            None => Cart::empty(user.clone()),
+        };
+        let applied = if checkouts.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(APPLIED)
+                .bind(user.as_str())
+                .bind(checkouts)
+                .fetch_all(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        Ok((cart, applied))
     }
 
     /// Applies `change` to the user's cart under its row lock and saves the

@@ -8,15 +8,16 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use storefront_proto::checkout::v1 as pb;
 use storefront_proto::common::v1::ShippingAddress;
-use storefront_runtime::error::parse_uuid;
+use storefront_runtime::error::{parse_uuid, printable};
 use storefront_runtime::{Currency, FieldError, Money};
 use uuid::Uuid;
 
 use crate::saga::machine::SagaState;
 
-/// Longest user id accepted (the JWT `sub`), in bytes, as the payment service counts.
 /// Longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Longest payment method name and address part, in characters.
+pub const MAX_TEXT: usize = 200;
 /// Largest quantity of one line (what the inventory accepts).
 pub const MAX_QUANTITY: i32 = 10_000;
 
@@ -96,6 +97,19 @@ impl TryFrom<&pb::CheckoutRequest> for CheckoutOrder {
     type Error = FieldError;
 
     fn try_from(request: &pb::CheckoutRequest) -> Result<Self, Self::Error> {
+        printable("payment_method", &request.payment_method, MAX_TEXT)?;
+        if let Some(address) = &request.shipping_address {
+            for (field, text) in [
+                ("shipping_address.name", &address.name),
+                ("shipping_address.line1", &address.line1),
+                ("shipping_address.line2", &address.line2),
+                ("shipping_address.city", &address.city),
+                ("shipping_address.postal_code", &address.postal_code),
+                ("shipping_address.country", &address.country),
+            ] {
+                printable(field, text, MAX_TEXT)?;
+            }
+        }
         Ok(CheckoutOrder {
             user_id: UserId::parse("user_id", &request.user_id)?,
             idempotency_key: IdempotencyKey::parse(&request.idempotency_key)?,
@@ -167,6 +181,32 @@ pub enum PricingError {
     Overflow,
     #[error("the cart mixes currencies ({0} and {1})")]
     MixedCurrencies(Currency, Currency),
+}
+
+/// The cart as it will be once `bought` is taken out: what the cart service
+/// does when a CheckoutCompleted arrives (each bought quantity subtracted from
+/// its product's line, a line left with nothing dropped), done ahead of it.
+pub fn without_bought<'a>(
+    lines: Vec<CartLine>,
+    bought: impl IntoIterator<Item = &'a LineItem>,
+) -> Vec<CartLine> {
+    let mut left: Vec<(i64, i32)> = lines
+        .iter()
+        .map(|line| (line.product_id, line.quantity.get()))
+        .collect();
+    for item in bought {
+        if let Some(line) = left.iter_mut().find(|(id, _)| *id == item.product_id) {
+            line.1 = line.1.saturating_sub(item.quantity.get());
+        }
+    }
+    left.into_iter()
+        .filter_map(|(product_id, quantity)| {
+            Quantity::new(quantity).ok().map(|quantity| CartLine {
+                product_id,
+                quantity,
+            })
+        })
+        .collect()
 }
 
 /// Prices `cart` with `catalog`. Lines of the same product are merged.

@@ -16,8 +16,15 @@ pub enum CheckoutError {
     Unpriceable(#[from] PricingError),
     #[error("checkout {0} with this idempotency key is still in progress; retry later")]
     InProgress(CheckoutId),
+    #[error(
+        "checkout {0} of this cart is still in progress; wait for it (GET /api/v1/checkout/{0}) \
+         before checking out again"
+    )]
+    CartBusy(CheckoutId),
     #[error("checkout {0} not found")]
     NotFound(CheckoutId),
+    #[error("no checkout of this user has this idempotency key")]
+    UnknownKey,
     /// A backend stayed unavailable before a session was stored: nothing happened.
     #[error("{backend} service unavailable: {message}")]
     BackendUnavailable {
@@ -54,10 +61,11 @@ impl ErrorCode for CheckoutError {
         match self {
             Invalid(_) => Code::InvalidArgument,
             CartEmpty | Unpriceable(_) => Code::FailedPrecondition,
-            InProgress(_) => Code::Aborted,
-            NotFound(_) => Code::NotFound,
+            InProgress(_) | CartBusy(_) => Code::Aborted,
+            NotFound(_) | UnknownKey => Code::NotFound,
             BackendUnavailable { .. } | Pending { .. } => Code::Unavailable,
-            Backend { .. } | Corrupt(_) | Event(_) | Database(_) => Code::Internal,
+            Database(error) => storefront_runtime::db::code_of(error),
+            Backend { .. } | Corrupt(_) | Event(_) => Code::Internal,
         }
     }
 
@@ -67,11 +75,23 @@ impl ErrorCode for CheckoutError {
             Invalid(_) => "INVALID_ARGUMENT",
             CartEmpty => "CART_EMPTY",
             Unpriceable(_) => "CART_NOT_PRICEABLE",
-            InProgress(_) => "CHECKOUT_IN_PROGRESS",
-            NotFound(_) => "CHECKOUT_NOT_FOUND",
+            InProgress(_) | CartBusy(_) => "CHECKOUT_IN_PROGRESS",
+            NotFound(_) | UnknownKey => "CHECKOUT_NOT_FOUND",
             BackendUnavailable { .. } => "BACKEND_UNAVAILABLE",
             Pending { .. } => "CHECKOUT_PENDING",
-            Backend { .. } | Corrupt(_) | Event(_) | Database(_) => "INTERNAL",
+            Database(error) => storefront_runtime::db::reason_of(error),
+            Backend { .. } | Corrupt(_) | Event(_) => "INTERNAL",
+        }
+    }
+    fn metadata(&self) -> Vec<(&'static str, String)> {
+        use CheckoutError::*;
+        match self {
+            InProgress(id)
+            | CartBusy(id)
+            | Pending {
+                checkout_id: id, ..
+            } => vec![("checkout_id", id.to_string())],
+            _ => Vec::new(),
         }
     }
 }

@@ -21,7 +21,7 @@ use tonic::{Code, Response, Status};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::{CartLine, CatalogEntry, Quantity, Session, UserId};
+use crate::domain::{CartLine, CatalogEntry, CheckoutId, Quantity, Session, UserId};
 use crate::saga::machine::{Failure, FailureReason, Outcome};
 
 /// Attempts per call, the first included.
@@ -131,10 +131,17 @@ impl Participants {
         }
     }
 
-    /// The user's cart lines (product and quantity).
-    pub async fn cart_lines(&self, user_id: &UserId) -> Result<Vec<CartLine>, CallError> {
+    /// The user's cart as committed in the cart's database (never an older
+    /// cached copy), and which of `completed` it has already applied.
+    pub async fn cart(
+        &self,
+        user_id: &UserId,
+        completed: &[CheckoutId],
+    ) -> Result<CartRead, CallError> {
         let request = cart::GetCartRequest {
             user_id: user_id.as_str().to_owned(),
+            consistent: true,
+            checkout_ids: completed.iter().map(ToString::to_string).collect(),
         };
         let answer = self
             .call("cart", || {
@@ -144,7 +151,7 @@ impl Participants {
             })
             .await
             .map_err(|e| e.into_error("cart"))?;
-        answer
+        let lines = answer
             .items
             .iter()
             .map(|item| {
@@ -156,7 +163,13 @@ impl Participants {
                     })?,
                 })
             })
-            .collect()
+            .collect::<Result<_, CallError>>()?;
+        let applied = answer
+            .applied_checkout_ids
+            .iter()
+            .map(|id| parse_id("cart", id).map(CheckoutId::from))
+            .collect::<Result<_, CallError>>()?;
+        Ok(CartRead { lines, applied })
     }
 
     /// The catalog's names and prices of `product_ids`, in one batch call.
@@ -401,6 +414,14 @@ impl Participants {
             Err(other) => Err(other.into_error("payment")),
         }
     }
+}
+
+/// A consistent read of a cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartRead {
+    pub lines: Vec<CartLine>,
+    /// Of the completed checkouts asked about, those the cart has applied.
+    pub applied: Vec<CheckoutId>,
 }
 
 /// How a call ended without an answer.

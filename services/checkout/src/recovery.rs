@@ -39,5 +39,10 @@ pub async fn run(
                 }
             }
         }
+        // The alert's input: sessions that only a person can settle.
+        match saga.needing_attention().await {
+            Ok(count) => metrics::gauge!("checkout_sessions_needing_attention").set(count as f64),
+            Err(error) => tracing::warn!(%error, "cannot count sessions needing attention"),
+        }
     }
 }

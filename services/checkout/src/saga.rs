@@ -52,11 +52,21 @@ impl CheckoutSaga {
         {
             return replay(existing);
         }
-        let lines = self
+        // The cart takes a completed checkout's lines out only when its event
+        // arrives: until then the lines it bought are still in the cart, and
+        // must not be bought again.
+        let completed = self.store.recently_completed(&order.user_id).await?;
+        let known: Vec<CheckoutId> = completed.iter().map(|session| session.id).collect();
+        let cart = self
             .participants
-            .cart_lines(&order.user_id)
+            .cart(&order.user_id, &known)
             .await
             .map_err(before_session)?;
+        let bought = completed
+            .iter()
+            .filter(|session| !cart.applied.contains(&session.id))
+            .flat_map(|session| session.items.iter());
+        let lines = domain::without_bought(cart.lines, bought);
         if lines.is_empty() {
             return Err(CheckoutError::CartEmpty);
         }
@@ -96,21 +106,17 @@ impl CheckoutSaga {
             _ => None,
         };
         let lease = Lease::fresh();
-        if self
+        match self
             .store
-            .insert(&mut session, lease, event.as_ref())
+            .insert(&mut session, lease, event.as_ref(), &known)
             .await?
-            == Inserted::KeyTaken
         {
-            // A concurrent request with the same key stored its session first.
-            let existing = self
-                .store
-                .by_key(&session.user_id, &session.idempotency_key)
-                .await?
-                .ok_or_else(|| {
-                    CheckoutError::Corrupt("a session vanished under its idempotency key".into())
-                })?;
-            return replay(existing);
+            Inserted::Created => {}
+            Inserted::CartBusy(first) => return Err(CheckoutError::CartBusy(first)),
+            Inserted::KeyTaken => {
+                // A concurrent request with the same key stored its session first.
+                return self.replay_key(&session).await;
+            }
         }
         if session.saga.status.is_terminal() {
             record_outcome(&session);
@@ -118,6 +124,41 @@ impl CheckoutSaga {
             self.drive(&mut session, lease).await?;
         }
         answer(session, false)
+    }
+
+    /// The answer for a key a concurrent request stored its session under first.
+    async fn replay_key(&self, session: &Session) -> Result<Checkout, CheckoutError> {
+        let existing = self
+            .store
+            .by_key(&session.user_id, &session.idempotency_key)
+            .await?
+            .ok_or_else(|| {
+                CheckoutError::Corrupt("a session vanished under its idempotency key".into())
+            })?;
+        replay(existing)
+    }
+
+    /// The session `user_id` started under `key`, if any.
+    pub async fn session_by_key(
+        &self,
+        user_id: &UserId,
+        key: &domain::IdempotencyKey,
+    ) -> Result<Option<Session>, CheckoutError> {
+        self.store.by_key(user_id, key).await
+    }
+
+    /// Up to `limit` sessions in `status`, for admins.
+    pub async fn sessions_in(
+        &self,
+        status: Status,
+        limit: i64,
+    ) -> Result<Vec<Session>, CheckoutError> {
+        self.store.of_status(status, limit).await
+    }
+
+    /// How many sessions wait for a person.
+    pub async fn needing_attention(&self) -> Result<i64, CheckoutError> {
+        self.store.count_in(Status::NeedsAttention).await
     }
 
     /// The session `id` of `user_id`; another user's session is not found.
@@ -164,7 +205,23 @@ impl CheckoutSaga {
                         .await
                 }
             };
-            let outcome = outcome.map_err(|e| stalled(session.id, e))?;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                // No retry can change an answer the saga has no rule for: the
+                // machine fails the session or hands it to a person.
+                Err(CallError::Unexpected { backend, message }) => {
+                    tracing::error!(
+                        checkout_id = %session.id,
+                        backend,
+                        message,
+                        "a participant answered unexpectedly"
+                    );
+                    Outcome::Unexpected {
+                        detail: format!("{backend} answered unexpectedly: {message}"),
+                    }
+                }
+                Err(transient) => return Err(stalled(session.id, transient)),
+            };
             let next = apply(&session.saga, outcome)
                 .map_err(|e| CheckoutError::Corrupt(format!("session {}: {e}", session.id)))?;
             self.record(session, next, lease).await?;
@@ -314,9 +371,10 @@ fn stalled(checkout_id: CheckoutId, error: CallError) -> CheckoutError {
 }
 
 fn record_outcome(session: &Session) {
-    let (outcome, reason) = match &session.saga.failure {
-        Some(failure) => ("failed", failure.reason.as_str()),
-        None => ("completed", "none"),
+    let (outcome, reason) = match (session.saga.status, &session.saga.failure) {
+        (Status::NeedsAttention, _) => ("needs_attention", "unexpected_answer"),
+        (_, Some(failure)) => ("failed", failure.reason.as_str()),
+        (_, None) => ("completed", "none"),
     };
     metrics::counter!("checkout_sagas_total", "outcome" => outcome, "reason" => reason)
         .increment(1);

@@ -33,7 +33,8 @@ macro_rules! session_columns {
     () => {
         "id, user_id, idempotency_key, status, payment_method, shipping_address, items, \
          total_minor, currency, reservation_id, payment_id, failure_reason, failure_detail, \
-         decline_reason, reservation_released, payment_refunded, created_at, updated_at"
+         decline_reason, reservation_released, payment_refunded, attention_reason, created_at, \
+         updated_at"
     };
 }
 
@@ -58,23 +59,48 @@ const INSERT: &str = "INSERT INTO checkout_sessions (id, user_id, idempotency_ke
 
 const SAVE: &str = "UPDATE checkout_sessions SET status = $3, reservation_id = $4, \
      payment_id = $5, failure_reason = $6, failure_detail = $7, decline_reason = $8, \
-     reservation_released = $9, payment_refunded = $10, updated_at = now() \
-     WHERE id = $1 AND lease_token = $2 AND status NOT IN ('COMPLETED', 'FAILED') \
+     reservation_released = $9, payment_refunded = $10, attention_reason = $11, \
+     updated_at = now() \
+     WHERE id = $1 AND lease_token = $2 AND status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION') \
      RETURNING updated_at";
 
 const RENEW: &str = "UPDATE checkout_sessions SET updated_at = now() \
-     WHERE id = $1 AND lease_token = $2 AND status NOT IN ('COMPLETED', 'FAILED')";
+     WHERE id = $1 AND lease_token = $2 AND status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION')";
 
 /// Takes over unfinished sessions nobody has touched for `$2` seconds. Rows a
 /// live request or another replica is changing right now are skipped.
 const CLAIM_STALLED: &str = concat!(
     "UPDATE checkout_sessions SET lease_token = $1, updated_at = now() \
      FROM (SELECT id AS stalled_id FROM checkout_sessions \
-           WHERE status NOT IN ('COMPLETED', 'FAILED') \
+           WHERE status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION') \
              AND updated_at < now() - make_interval(secs => $2) \
            ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS stalled \
      WHERE id = stalled.stalled_id RETURNING ",
     session_columns!()
+);
+
+/// The unique index that keeps one checkout in flight per user's cart.
+const ONE_IN_FLIGHT: &str = "checkout_sessions_one_in_flight";
+/// The user's session in flight, if any.
+const IN_FLIGHT: &str = "SELECT id FROM checkout_sessions WHERE user_id = $1 \
+     AND status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION')";
+/// The user's checkouts that completed lately: their lines may still be in
+/// the cart until the cart has applied their CheckoutCompleted. The window
+/// is far shorter than the cart's memory of applied checkouts (30 days).
+const RECENTLY_COMPLETED: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM checkout_sessions WHERE user_id = $1 AND status = 'COMPLETED' \
+      AND updated_at > now() - interval '1 day' ORDER BY updated_at DESC LIMIT 50"
+);
+/// A checkout of the user that completed lately and is not among `$2`.
+const COMPLETED_SINCE: &str = "SELECT id FROM checkout_sessions WHERE user_id = $1 \
+     AND status = 'COMPLETED' AND updated_at > now() - interval '1 day' \
+     AND id <> ALL($2) LIMIT 1";
+const OF_STATUS: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM checkout_sessions WHERE status = $1 ORDER BY updated_at DESC LIMIT $2"
 );
 
 /// A line item as stored in the `items` JSONB column (the currency is the session's).
@@ -87,11 +113,15 @@ struct StoredLine {
     line_total_minor: i64,
 }
 
-/// Whether an insert created the session or found one under the same key.
+/// Whether an insert created the session, found one under the same key, or
+/// found the user's cart taken by another checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     Created,
     KeyTaken,
+    /// Another checkout of this cart is in flight, or completed after the
+    /// cart was read (so the lines read may hold what it bought).
+    CartBusy(CheckoutId),
 }
 
 #[derive(Clone)]
@@ -136,11 +166,14 @@ impl SessionStore {
     /// Stores a new session held by `lease`, with `event` in the same
     /// transaction (a session that fails at once). Its timestamps are set from
     /// the database.
+    /// `known_completed` are the user's recently completed checkouts that the
+    /// cart read accounted for; one completed since then makes the cart busy.
     pub async fn insert(
         &self,
         session: &mut Session,
         lease: Lease,
         event: Option<&Event>,
+        known_completed: &[CheckoutId],
     ) -> Result<Inserted, CheckoutError> {
         let items: Vec<StoredLine> = session.items.iter().map(stored_line).collect();
         let failure = session.saga.failure.as_ref();
@@ -159,11 +192,35 @@ impl SessionStore {
             .bind(failure.map(|f| f.detail.as_str()))
             .bind(lease.0)
             .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Inserted::KeyTaken);
+            .await;
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                tx.rollback().await?;
+                return Ok(Inserted::KeyTaken);
+            }
+            Err(sqlx::Error::Database(db)) if db.constraint() == Some(ONE_IN_FLIGHT) => {
+                tx.rollback().await?;
+                let first: Option<Uuid> = sqlx::query_scalar(IN_FLIGHT)
+                    .bind(session.user_id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                // It may have ended meanwhile; its id still says where to look.
+                let first = first.map_or(session.id, CheckoutId::from);
+                return Ok(Inserted::CartBusy(first));
+            }
+            Err(error) => return Err(error.into()),
         };
+        let known: Vec<Uuid> = known_completed.iter().map(|id| id.uuid()).collect();
+        let completed_since: Option<Uuid> = sqlx::query_scalar(COMPLETED_SINCE)
+            .bind(session.user_id.as_str())
+            .bind(&known)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(other) = completed_since {
+            tx.rollback().await?;
+            return Ok(Inserted::CartBusy(CheckoutId::from(other)));
+        }
         if let Some(event) = event {
             outbox::enqueue(&mut tx, &self.topic, event).await?;
         }
@@ -171,6 +228,42 @@ impl SessionStore {
         session.created_at = row.try_get("created_at")?;
         session.updated_at = row.try_get("updated_at")?;
         Ok(Inserted::Created)
+    }
+
+    /// The user's checkouts completed in the last day, newest first.
+    pub async fn recently_completed(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Vec<Session>, CheckoutError> {
+        let rows = sqlx::query(RECENTLY_COMPLETED)
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Up to `limit` sessions in `status`, most recently touched first.
+    pub async fn of_status(
+        &self,
+        status: Status,
+        limit: i64,
+    ) -> Result<Vec<Session>, CheckoutError> {
+        let rows = sqlx::query(OF_STATUS)
+            .bind(status.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// How many sessions are in `status`.
+    pub async fn count_in(&self, status: Status) -> Result<i64, CheckoutError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM checkout_sessions WHERE status = $1")
+                .bind(status.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Records `session`'s saga state, and `event` in the same transaction.
@@ -195,6 +288,7 @@ impl SessionStore {
             .bind(failure.and_then(|f| f.decline_reason.as_deref()))
             .bind(saga.released)
             .bind(saga.refunded)
+            .bind(saga.attention.as_deref())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
@@ -301,6 +395,7 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Session, CheckoutError> {
             failure,
             released: row.try_get("reservation_released")?,
             refunded: row.try_get("payment_refunded")?,
+            attention: row.try_get("attention_reason")?,
         },
         created_at,
         updated_at: row.try_get("updated_at")?,

@@ -167,7 +167,7 @@ impl<C: Clone> Backend<C> {
         let started = Instant::now();
         let result = self
             .breaker
-            .call(bounded, is_backend_failure)
+            .call(bounded, counts_against_backend)
             .instrument(span.clone())
             .await;
         let outcome = match &result {
@@ -215,6 +215,14 @@ impl<C: Clone> Backend<C> {
             Err(_) => false,
         }
     }
+}
+
+/// What opens a circuit: the backend's own faults. A checkout the service
+/// accepted and left to its recovery loop (CHECKOUT_PENDING: one of *its*
+/// participants is down) is an answer, and says the checkout service is up.
+fn counts_against_backend(status: &Status) -> bool {
+    is_backend_failure(status)
+        && storefront_runtime::error::reason_of(status).as_deref() != Some("CHECKOUT_PENDING")
 }
 
 /// Tonic reports its own channel timeout as CANCELLED ("Timeout expired"):

@@ -142,6 +142,19 @@ pub struct Config {
     /// How long an open circuit answers 503 without calling the backend before it probes again.
     #[arg(id = "gateway-breaker-open-duration", long = "gateway-breaker-open-duration", env = "GATEWAY_BREAKER_OPEN_DURATION", default_value = "10s", value_parser = parse_duration)]
     pub breaker_open_duration: Duration,
+    /// Most client connections open at once; more wait in the accept queue.
+    #[arg(
+        id = "gateway-max-connections",
+        long = "gateway-max-connections",
+        env = "GATEWAY_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+    /// A connection on which no byte moves this long is closed (a request
+    /// body that stops arriving too). Must exceed --gateway-checkout-timeout.
+    #[arg(id = "gateway-idle-timeout", long = "gateway-idle-timeout", env = "GATEWAY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 /// A network in CIDR form, or one address (a /32 or /128).

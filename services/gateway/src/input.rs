@@ -20,6 +20,8 @@ pub const MAX_QUANTITY: i64 = 99;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Largest page a list request may ask for.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Longest page token; the backends' own tokens are far shorter.
+const MAX_PAGE_TOKEN: usize = 256;
 
 /// A request value that failed its check: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,10 +254,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
                 }
             },
         };
-        Ok(Page {
-            size,
-            token: raw.page_token.unwrap_or_default(),
-        })
+        let token = raw.page_token.unwrap_or_default();
+        storefront_runtime::error::printable("page_token", &token, MAX_PAGE_TOKEN)
+            .map_err(|error| InputError::Request(error.to_string()))?;
+        Ok(Page { size, token })
     }
 }
 
@@ -384,12 +386,7 @@ impl CheckoutOrder {
     ) -> Result<Self, InputError> {
         let key = IdempotencyKey::from_request(header, body.idempotency_key)?;
         let payment_method = body.payment_method.unwrap_or_default();
-        if payment_method.chars().count() > MAX_TEXT || payment_method.chars().any(char::is_control)
-        {
-            return Err(InputError::Request(format!(
-                "payment_method must be at most {MAX_TEXT} printable characters"
-            )));
-        }
+        text("payment_method", &payment_method)?;
         let shipping_address = body.shipping_address.map(address).transpose()?;
         Ok(CheckoutOrder {
             key,
@@ -401,20 +398,15 @@ impl CheckoutOrder {
 
 fn address(body: AddressBody) -> Result<common::ShippingAddress, InputError> {
     let parts = [
-        ("name", &body.name),
-        ("line1", &body.line1),
-        ("line2", &body.line2),
-        ("city", &body.city),
-        ("postal_code", &body.postal_code),
-        ("country", &body.country),
+        ("shipping_address.name", &body.name),
+        ("shipping_address.line1", &body.line1),
+        ("shipping_address.line2", &body.line2),
+        ("shipping_address.city", &body.city),
+        ("shipping_address.postal_code", &body.postal_code),
+        ("shipping_address.country", &body.country),
     ];
-    if let Some((field, _)) = parts
-        .iter()
-        .find(|(_, text)| text.chars().count() > MAX_TEXT)
-    {
-        return Err(InputError::Request(format!(
-            "shipping_address.{field} must be at most {MAX_TEXT} characters"
-        )));
+    for (field, value) in parts {
+        text(field, value)?;
     }
     Ok(common::ShippingAddress {
         name: body.name,
@@ -424,6 +416,13 @@ fn address(body: AddressBody) -> Result<common::ShippingAddress, InputError> {
         postal_code: body.postal_code,
         country: body.country,
     })
+}
+
+/// Free text of a checkout: at most [`MAX_TEXT`] printable characters (the
+/// same check the checkout service makes at its own edge).
+fn text(field: &'static str, value: &str) -> Result<(), InputError> {
+    storefront_runtime::error::printable(field, value, MAX_TEXT)
+        .map_err(|error| InputError::Request(error.to_string()))
 }
 
 /// `PATCH /api/v1/orders/{id}` as sent.

@@ -147,6 +147,7 @@ pub fn checkout_status(status: i32) -> &'static str {
         checkout::CheckoutStatus::PaymentCompleted => "PAYMENT_COMPLETED",
         checkout::CheckoutStatus::Completed => "COMPLETED",
         checkout::CheckoutStatus::Failed => "FAILED",
+        checkout::CheckoutStatus::NeedsAttention => "NEEDS_ATTENTION",
     }
 }
 
@@ -160,6 +161,9 @@ pub struct CheckoutJson {
     pub currency: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// NEEDS_ATTENTION only: why a person must settle it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention_reason: Option<String>,
 }
 
 impl TryFrom<checkout::CheckoutSession> for CheckoutJson {
@@ -173,6 +177,7 @@ impl TryFrom<checkout::CheckoutSession> for CheckoutJson {
             total: total.decimal(),
             currency: total.currency().to_string(),
             failure_reason: Some(s.failure_reason).filter(|r| !r.is_empty()),
+            attention_reason: Some(s.attention_reason).filter(|r| !r.is_empty()),
         })
     }
 }
@@ -305,6 +310,7 @@ mod tests {
             item_count: 2,
             total: usd(259_998),
             updated_at: None,
+            ..Default::default()
         };
         let json = CartJson::try_from(c).map(|c| serde_json::to_value(c).ok());
         let Ok(Some(json)) = json else {

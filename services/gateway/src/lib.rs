@@ -7,6 +7,7 @@
 mod auth;
 mod backends;
 mod config;
+mod conn;
 mod input;
 mod json;
 mod limits;
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
 use storefront_runtime::{Shutdown, StartError};
 use tokio::net::TcpListener;
@@ -45,7 +47,23 @@ pub async fn run(
     };
     let app = routes::router(state, verifier, limits, cors);
 
+    // A request waits on no client byte for up to the checkout deadline, so
+    // closing idle connections sooner would cut answers off.
+    if config.idle_timeout <= config.checkout_timeout {
+        return Err(StartError::Config(format!(
+            "--gateway-idle-timeout ({:?}) must exceed --gateway-checkout-timeout ({:?})",
+            config.idle_timeout, config.checkout_timeout
+        )));
+    }
     let addr = listener.local_addr()?;
+    // `tap_io` does nothing to the connection; axum gives `ConnectInfo` of
+    // the peer's address to every listener wrapped so.
+    let listener = conn::BoundedListener::new(
+        listener,
+        config.max_connections as usize,
+        config.idle_timeout,
+    )
+    .tap_io(|_| {});
     tracing::info!(%addr, "REST gateway listening");
     axum::serve(
         listener,

@@ -111,7 +111,7 @@ pub async fn rate_limit(
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
             let ip = client_address(peer, request.headers(), &limits.trusted_proxies);
-            ("ip", limits.per_ip.take(ip, now))
+            ("ip", limits.per_ip.take(rate_key(ip), now))
         }
     };
     match admitted {
@@ -120,6 +120,21 @@ pub async fn rate_limit(
             metrics::counter!("http_server_rate_limited_total", "limit" => kind).increment(1);
             ApiError::RateLimited { retry_after }.into_response()
         }
+    }
+}
+
+/// The address a per-address limit counts: an IPv6 client is its /64 (one
+/// subscriber usually holds a whole /64 and can pick any address in it), an
+/// IPv4 address written as IPv6 counts as that IPv4 address.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
     }
 }
 
@@ -170,7 +185,7 @@ pub async fn cap_body(request: Request, next: Next) -> Response {
     match declared {
         Some(length) if length > BODY_LIMIT as u64 => {
             if length <= DRAIN_LIMIT as u64 {
-                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+                discard(request.into_body()).await;
             }
             let mut response = ApiError::PayloadTooLarge.into_response();
             response.headers_mut().insert(
@@ -183,9 +198,41 @@ pub async fn cap_body(request: Request, next: Next) -> Response {
     }
 }
 
+/// Reads a refused body into nothing, for at most [`DRAIN_LIMIT`] bytes
+/// and [`DRAIN_TIME`]: nothing is kept, and a client that stops sending
+/// cannot hold the answer back.
+async fn discard(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |data| data.len());
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+}
+
+/// Longest wait for a refused body to be read away.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64() {
+        let key =
+            |ip: &str| rate_key(ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"))).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    }
 
     fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
         let mut headers = HeaderMap::new();

@@ -6,10 +6,10 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
-use storefront_runtime::error::reason_of;
+use storefront_runtime::error::{metadata_of, reason_of};
 use tonic::Code;
 
 use crate::auth::AuthError;
@@ -234,6 +234,17 @@ fn invalid_field_code(message: &str) -> &'static str {
 
 /// A backend's gRPC status as the REST API shows it.
 pub fn from_status(backend: BackendName, status: &tonic::Status) -> Problem {
+    let problem = problem_of_status(backend, status);
+    // A checkout the answer is about (in progress, pending): say where to look.
+    match metadata_of(status, "checkout_id") {
+        Some(id) if uuid::Uuid::parse_str(&id).is_ok() => problem
+            .header(LOCATION, &format!("/api/v1/checkout/{id}"))
+            .member("checkout_id", Value::from(id)),
+        _ => problem,
+    }
+}
+
+fn problem_of_status(backend: BackendName, status: &tonic::Status) -> Problem {
     let reason = reason_of(status).unwrap_or_default();
     let message = status.message().to_owned();
     let business = matches!(

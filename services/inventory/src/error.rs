@@ -42,7 +42,8 @@ impl ErrorCode for InventoryError {
             | ReservationExpired(_)
             | ReservationReleased(_)
             | ReservationConfirmed(_) => Code::FailedPrecondition,
-            CorruptStatus(_) | Database(_) => Code::Internal,
+            Database(error) => storefront_runtime::db::code_of(error),
+            CorruptStatus(_) => Code::Internal,
         }
     }
 
@@ -56,7 +57,8 @@ impl ErrorCode for InventoryError {
             ReservationExpired(_) => "RESERVATION_EXPIRED",
             ReservationReleased(_) => "RESERVATION_RELEASED",
             ReservationConfirmed(_) => "RESERVATION_CONFIRMED",
-            CorruptStatus(_) | Database(_) => "INTERNAL",
+            Database(error) => storefront_runtime::db::reason_of(error),
+            CorruptStatus(_) => "INTERNAL",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use storefront_proto::common::v1 as common;
 use storefront_proto::events::v1::CheckoutCompleted;
 use storefront_proto::orders::v1 as pb;
@@ -335,8 +335,14 @@ impl Cursor {
         }
         let (micros, id) = token.split_at(16);
         let micros = u64::from_str_radix(micros, 16).ok()? as i64;
+        let created_at = DateTime::from_timestamp_micros(micros)?;
+        // Every order was created in years PostgreSQL stores; a token outside
+        // them is forged, and PostgreSQL would refuse to compare with it.
+        if !(1..=9999).contains(&created_at.year()) {
+            return None;
+        }
         Some(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros)?,
+            created_at,
             id: Uuid::try_parse(id).ok()?,
         })
     }
@@ -555,7 +561,25 @@ mod tests {
                 size: 100
             })
         );
-        for (size, token) in [(101, ""), (-1, ""), (5, "abc"), (5, &"g".repeat(48))] {
+        // A well-formed token for a time PostgreSQL cannot store (year -100,000).
+        let ancient = format!(
+            "{:016x}{}",
+            (-3_217_862_419_200_000_000_i64) as u64,
+            Uuid::nil().simple()
+        );
+        let future = format!(
+            "{:016x}{}",
+            253_402_300_800_000_000_u64,
+            Uuid::nil().simple()
+        );
+        for (size, token) in [
+            (101, ""),
+            (-1, ""),
+            (5, "abc"),
+            (5, &"g".repeat(48)),
+            (5, &ancient),
+            (5, &future),
+        ] {
             assert!(PageRequest::parse(size, token).is_err(), "{size} {token}");
         }
     }

@@ -48,7 +48,8 @@ impl ErrorCode for OrdersError {
             Invalid(_) => Code::InvalidArgument,
             NotFound(_) => Code::NotFound,
             InvalidTransition { .. } => Code::FailedPrecondition,
-            Corrupt(_) | Event(_) | Database(_) => Code::Internal,
+            Database(error) => storefront_runtime::db::code_of(error),
+            Corrupt(_) | Event(_) => Code::Internal,
         }
     }
 
@@ -58,7 +59,8 @@ impl ErrorCode for OrdersError {
             Invalid(_) => "INVALID_ARGUMENT",
             NotFound(_) => "ORDER_NOT_FOUND",
             InvalidTransition { .. } => "INVALID_TRANSITION",
-            Corrupt(_) | Event(_) | Database(_) => "INTERNAL",
+            Database(error) => storefront_runtime::db::reason_of(error),
+            Corrupt(_) | Event(_) => "INTERNAL",
         }
     }
 }

@@ -30,7 +30,8 @@ impl ErrorCode for PaymentError {
             NotFound(_) => Code::NotFound,
             ConflictingCharge(_) | NotRefundable(_) => Code::FailedPrecondition,
             ProviderUnavailable => Code::Unavailable,
-            CorruptRow(_) | Database(_) => Code::Internal,
+            Database(error) => storefront_runtime::db::code_of(error),
+            CorruptRow(_) => Code::Internal,
         }
     }
 
@@ -42,7 +43,8 @@ impl ErrorCode for PaymentError {
             ConflictingCharge(_) => "CONFLICTING_CHARGE",
             NotRefundable(_) => "NOT_REFUNDABLE",
             ProviderUnavailable => "PROVIDER_UNAVAILABLE",
-            CorruptRow(_) | Database(_) => "INTERNAL",
+            Database(error) => storefront_runtime::db::reason_of(error),
+            CorruptRow(_) => "INTERNAL",
         }
     }
 }

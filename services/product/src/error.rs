@@ -20,7 +20,8 @@ impl ErrorCode for CatalogError {
         match self {
             CatalogError::Invalid(_) => Code::InvalidArgument,
             CatalogError::NotFound(_) => Code::NotFound,
-            CatalogError::CorruptRow { .. } | CatalogError::Database(_) => Code::Internal,
+            CatalogError::Database(error) => storefront_runtime::db::code_of(error),
+            CatalogError::CorruptRow { .. } => Code::Internal,
         }
     }
 
@@ -28,7 +29,8 @@ impl ErrorCode for CatalogError {
         match self {
             CatalogError::Invalid(_) => "INVALID_ARGUMENT",
             CatalogError::NotFound(_) => "PRODUCT_NOT_FOUND",
-            CatalogError::CorruptRow { .. } | CatalogError::Database(_) => "INTERNAL",
+            CatalogError::Database(error) => storefront_runtime::db::reason_of(error),
+            CatalogError::CorruptRow { .. } => "INTERNAL",
         }
     }
 }

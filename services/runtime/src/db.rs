@@ -42,3 +42,64 @@ fn is_transient(error: &sqlx::Error) -> bool {
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
+
+/// How PostgreSQL refused a statement because of the values in it, by
+/// SQLSTATE class: such a refusal is the caller's (a NUL in a string, a time
+/// out of range, a broken constraint), it would repeat on every retry, and it
+/// says nothing about the database's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Class 22, data exception (and values sqlx could not encode at all).
+    Data,
+    /// Class 23, integrity constraint violation.
+    Integrity,
+}
+
+/// The refusal `error` is, if it is one; `None` for the database's own faults
+/// (unreachable, pool exhausted, a broken statement, a row we cannot decode).
+pub fn refusal(error: &sqlx::Error) -> Option<Refusal> {
+    match error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if code.starts_with("22") => Some(Refusal::Data),
+            Some(code) if code.starts_with("23") => Some(Refusal::Integrity),
+            _ => None,
+        },
+        sqlx::Error::Encode(_) => Some(Refusal::Data),
+        _ => None,
+    }
+}
+
+/// The gRPC code of a database error: INVALID_ARGUMENT for data the database
+/// refused, FAILED_PRECONDITION for a broken constraint, INTERNAL otherwise.
+/// Every service maps its database errors through this, so no value a user
+/// sends can come back as INTERNAL (and open a caller's circuit breaker).
+pub fn code_of(error: &sqlx::Error) -> tonic::Code {
+    match refusal(error) {
+        Some(Refusal::Data) => tonic::Code::InvalidArgument,
+        Some(Refusal::Integrity) => tonic::Code::FailedPrecondition,
+        None => tonic::Code::Internal,
+    }
+}
+
+/// The stable reason that goes with [`code_of`].
+pub fn reason_of(error: &sqlx::Error) -> &'static str {
+    match refusal(error) {
+        Some(Refusal::Data) => "INVALID_DATA",
+        Some(Refusal::Integrity) => "CONSTRAINT_VIOLATION",
+        None => "INTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_database_s_own_faults_are_internal() {
+        assert_eq!(code_of(&sqlx::Error::PoolTimedOut), tonic::Code::Internal);
+        assert_eq!(reason_of(&sqlx::Error::RowNotFound), "INTERNAL");
+        let encode = sqlx::Error::Encode("value out of range".into());
+        assert_eq!(code_of(&encode), tonic::Code::InvalidArgument);
+        assert_eq!(reason_of(&encode), "INVALID_DATA");
+    }
+}

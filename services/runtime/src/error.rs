@@ -31,6 +31,11 @@ pub trait ErrorCode: std::error::Error {
     fn code(&self) -> Code;
     /// A stable, upper-snake-case reason, e.g. `INVALID_ARGUMENT` or `RESERVATION_EXPIRED`.
     fn reason(&self) -> &'static str;
+    /// Facts a caller can act on, such as the `checkout_id` to look at; they
+    /// travel as the `ErrorInfo` metadata.
+    fn metadata(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// Converts a service error into a `Status`. Internal errors are logged here and
@@ -43,11 +48,12 @@ pub fn status_of<E: ErrorCode>(error: &E) -> Status {
     } else {
         error.to_string()
     };
-    let details = ErrorDetails::with_error_info(
-        error.reason(),
-        ERROR_DOMAIN,
-        std::collections::HashMap::<String, String>::new(),
-    );
+    let metadata: std::collections::HashMap<String, String> = error
+        .metadata()
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    let details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
 }
 
@@ -58,6 +64,35 @@ pub fn parse_uuid(field: &'static str, text: &str) -> Result<uuid::Uuid, FieldEr
     }
     uuid::Uuid::parse_str(text)
         .map_err(|_| FieldError::new(field, format!("must be a UUID, got {text:?}")))
+}
+
+/// Checks free text a user sent (an address line, a payment method name):
+/// at most `max_chars` characters and no control characters. PostgreSQL
+/// refuses NUL in text and JSONB, and no other control character belongs in
+/// such a field, so both are refused here, at the edge, with the field's name.
+pub fn printable(field: &'static str, text: &str, max_chars: usize) -> Result<(), FieldError> {
+    let length = text.chars().count();
+    if length > max_chars {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters, got {length}"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The metadata value `key` a `Status` carries, if it came from [`status_of`].
+pub fn metadata_of(status: &Status, key: &str) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .and_then(|info| info.metadata.get(key).cloned())
 }
 
 /// The reason a `Status` carries, if it came from [`status_of`].
@@ -101,6 +136,19 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "quantity must be 1..=99, got 0");
         assert_eq!(reason_of(&status).as_deref(), Some("INVALID_QUANTITY"));
+    }
+
+    #[test]
+    fn free_text_is_short_and_printable() {
+        assert_eq!(printable("city", "Zürich", 6), Ok(()));
+        let long = printable("city", "Zürich", 5).unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "city: must be at most 5 characters, got 6"
+        );
+        for hostile in ["a\0b", "\u{7}", "line\nbreak", "\u{9b}"] {
+            assert!(printable("city", hostile, 50).is_err(), "{hostile:?}");
+        }
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub async fn get(client: &mut Client, user: &str) -> Result<pb::Cart, Status> {
     client
         .get_cart(pb::GetCartRequest {
             user_id: user.to_owned(),
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)

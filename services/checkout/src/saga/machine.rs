@@ -13,7 +13,7 @@ use std::fmt;
 use storefront_proto::checkout::v1 as pb;
 use uuid::Uuid;
 
-/// Where a session stands; only COMPLETED and FAILED are final.
+/// Where a session stands; COMPLETED, FAILED and NEEDS_ATTENTION are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Initiated,
@@ -22,16 +22,20 @@ pub enum Status {
     PaymentCompleted,
     Completed,
     Failed,
+    /// A participant answered in a way the saga has no rule for, so money or
+    /// stock is in a state only a person can settle. Nothing retries it.
+    NeedsAttention,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Initiated,
         Status::InventoryReserved,
         Status::PaymentPending,
         Status::PaymentCompleted,
         Status::Completed,
         Status::Failed,
+        Status::NeedsAttention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Status {
             Status::PaymentCompleted => "PAYMENT_COMPLETED",
             Status::Completed => "COMPLETED",
             Status::Failed => "FAILED",
+            Status::NeedsAttention => "NEEDS_ATTENTION",
         }
     }
 
@@ -50,7 +55,10 @@ impl Status {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::NeedsAttention
+        )
     }
 }
 
@@ -63,6 +71,7 @@ impl From<Status> for pb::CheckoutStatus {
             Status::PaymentCompleted => pb::CheckoutStatus::PaymentCompleted,
             Status::Completed => pb::CheckoutStatus::Completed,
             Status::Failed => pb::CheckoutStatus::Failed,
+            Status::NeedsAttention => pb::CheckoutStatus::NeedsAttention,
         }
     }
 }
@@ -82,16 +91,20 @@ pub enum FailureReason {
     ReservationExpired,
     /// The reservation was released before it could be confirmed.
     ReservationReleased,
+    /// A participant answered something the saga has no rule for, before
+    /// anything was charged for good (what was taken is given back).
+    UnexpectedAnswer,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 6] = [
+    pub const ALL: [FailureReason; 7] = [
         FailureReason::InsufficientStock,
         FailureReason::ProductUnavailable,
         FailureReason::PaymentDeclined,
         FailureReason::InvalidPaymentMethod,
         FailureReason::ReservationExpired,
         FailureReason::ReservationReleased,
+        FailureReason::UnexpectedAnswer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +115,7 @@ impl FailureReason {
             FailureReason::InvalidPaymentMethod => "invalid_payment_method",
             FailureReason::ReservationExpired => "reservation_expired",
             FailureReason::ReservationReleased => "reservation_released",
+            FailureReason::UnexpectedAnswer => "unexpected_answer",
         }
     }
 
@@ -140,6 +154,8 @@ pub struct SagaState {
     pub released: bool,
     /// Compensation progress: the charge was refunded.
     pub refunded: bool,
+    /// Why the session needs a person (NEEDS_ATTENTION only).
+    pub attention: Option<String>,
 }
 
 impl SagaState {
@@ -152,6 +168,7 @@ impl SagaState {
             failure: None,
             released: false,
             refunded: false,
+            attention: None,
         }
     }
 
@@ -220,6 +237,11 @@ pub enum Outcome {
     Refunded,
     Released,
     FailureRecorded,
+    /// A participant answered something the saga has no rule for; `detail`
+    /// says who and what.
+    Unexpected {
+        detail: String,
+    },
 }
 
 impl Outcome {
@@ -235,6 +257,7 @@ impl Outcome {
             Outcome::Refunded => "Refunded",
             Outcome::Released => "Released",
             Outcome::FailureRecorded => "FailureRecorded",
+            Outcome::Unexpected { .. } => "Unexpected",
         }
     }
 }
@@ -273,7 +296,7 @@ pub fn next_step(state: &SagaState) -> Result<Step, InvalidState> {
         (Status::PaymentPending, _) => Step::Charge,
         (Status::PaymentCompleted, Some(reservation_id)) => Step::Confirm { reservation_id },
         (Status::PaymentCompleted, None) => return Err(InvalidState(state.status.as_str())),
-        (Status::Completed | Status::Failed, _) => Step::Done,
+        (Status::Completed | Status::Failed | Status::NeedsAttention, _) => Step::Done,
     })
 }
 
@@ -332,6 +355,28 @@ pub fn apply(state: &SagaState, outcome: Outcome) -> Result<SagaState, InvalidTr
             next.released = true;
         }
         (_, true, Outcome::FailureRecorded) if state.compensation_done() => {}
+        // Before the charge, or after it while confirming: fail, and give
+        // back what is known to be held (the charge; a reservation that is not
+        // found on release held nothing).
+        (
+            Status::Initiated | Status::InventoryReserved | Status::PaymentCompleted,
+            false,
+            Outcome::Unexpected { detail },
+        ) => {
+            next.failure = Some(Failure {
+                reason: FailureReason::UnexpectedAnswer,
+                decline_reason: None,
+                detail,
+            });
+        }
+        // The charge's fate is unknown, or compensation itself cannot go on:
+        // retrying would loop for ever, so a person settles it.
+        (Status::PaymentPending, false, Outcome::Unexpected { detail })
+        | (_, true, Outcome::Unexpected { detail }) => {
+            next.status = Status::NeedsAttention;
+            next.attention = Some(detail);
+            return Ok(next);
+        }
         _ => return Err(invalid),
     }
     if next.failure.is_some() && next.compensation_done() {
@@ -487,6 +532,7 @@ mod tests {
             failure: Some(failure(FailureReason::ReservationReleased)),
             released: false,
             refunded: false,
+            attention: None,
         };
         assert_eq!(next_step(&failing), Ok(Step::Refund { payment_id }));
         let refunded = apply(&failing, Outcome::Refunded).unwrap_or_else(|e| panic!("{e}"));
@@ -494,6 +540,87 @@ mod tests {
         assert_eq!(next_step(&refunded), Ok(Step::Release { reservation_id }));
         let done = apply(&refunded, Outcome::Released).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.status, Status::Failed);
+    }
+
+    fn unexpected(detail: &str) -> Outcome {
+        Outcome::Unexpected {
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn an_unexpected_confirm_refunds_releases_and_fails() {
+        let reservation_id = Uuid::new_v4();
+        let payment_id = Uuid::new_v4();
+        let state = run(vec![
+            (Step::Reserve, Outcome::Reserved { reservation_id }),
+            (Step::StartPayment, Outcome::PaymentStarted),
+            (Step::Charge, Outcome::Charged { payment_id }),
+            (
+                Step::Confirm { reservation_id },
+                unexpected("inventory answered NotFound"),
+            ),
+            (Step::Refund { payment_id }, Outcome::Refunded),
+            (Step::Release { reservation_id }, Outcome::Released),
+        ]);
+        assert_eq!(state.status, Status::Failed);
+        assert_eq!(
+            state.failure.map(|f| (f.reason, f.detail)),
+            Some((
+                FailureReason::UnexpectedAnswer,
+                "inventory answered NotFound".to_owned()
+            ))
+        );
+        assert_eq!(next_step(&SagaState::initiated()), Ok(Step::Reserve));
+    }
+
+    #[test]
+    fn an_unexpected_answer_during_compensation_needs_a_person_and_ends_the_saga() {
+        let reservation_id = Uuid::new_v4();
+        let payment_id = Uuid::new_v4();
+        let state = run(vec![
+            (Step::Reserve, Outcome::Reserved { reservation_id }),
+            (Step::StartPayment, Outcome::PaymentStarted),
+            (Step::Charge, Outcome::Charged { payment_id }),
+            (
+                Step::Confirm { reservation_id },
+                unexpected("inventory answered NotFound"),
+            ),
+            (Step::Refund { payment_id }, Outcome::Refunded),
+            (
+                Step::Release { reservation_id },
+                unexpected("inventory answered RESERVATION_CONFIRMED"),
+            ),
+        ]);
+        assert_eq!(state.status, Status::NeedsAttention);
+        assert!(state.status.is_terminal());
+        assert_eq!(
+            state.attention.as_deref(),
+            Some("inventory answered RESERVATION_CONFIRMED")
+        );
+        // Nothing retries it: recovery sees a finished session.
+        assert_eq!(next_step(&state), Ok(Step::Done));
+        assert!(apply(&state, Outcome::Released).is_err());
+    }
+
+    #[test]
+    fn an_unexpected_charge_answer_needs_a_person_and_an_unexpected_reserve_fails() {
+        let reservation_id = Uuid::new_v4();
+        let state = run(vec![
+            (Step::Reserve, Outcome::Reserved { reservation_id }),
+            (Step::StartPayment, Outcome::PaymentStarted),
+            (Step::Charge, unexpected("payment answered status 3")),
+        ]);
+        assert_eq!(state.status, Status::NeedsAttention);
+        let state = run(vec![(
+            Step::Reserve,
+            unexpected("inventory answered Internal"),
+        )]);
+        assert_eq!(state.status, Status::Failed);
+        assert_eq!(
+            state.failure.map(|f| f.reason),
+            Some(FailureReason::UnexpectedAnswer)
+        );
     }
 
     #[test]

@@ -250,3 +250,83 @@ async fn a_live_request_keeps_its_session_from_recovery() {
     assert_eq!(shop.stock(LAPTOP).await.on_hand, 49);
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_whose_participants_answer_unexpectedly_ends_needing_a_person() {
+    let mut shop = Shop::start(Options {
+        payment_down: true,
+        ..Options::default()
+    })
+    .await;
+    shop.carts.put("eve", &[(LAPTOP, 1)]);
+    let checkout_id = strand(&shop, "eve", "pm_card_visa").await;
+    // As if it had been charged by a payment that the payment service does
+    // not know, for a reservation the inventory does not know: Confirm
+    // answers NOT_FOUND, and so does the Refund that compensation tries.
+    let ghost_payment = uuid::Uuid::new_v4();
+    sqlx::query(
+        "UPDATE checkout_sessions SET status = 'PAYMENT_COMPLETED', payment_id = $2, \
+         reservation_id = $3 WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&checkout_id).unwrap())
+    .bind(ghost_payment)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&shop.sessions)
+    .await
+    .expect("rewrite the session");
+
+    shop.replace_checkout(Duration::from_millis(500)).await;
+    let session = shop
+        .wait_for("eve", &checkout_id, pb::CheckoutStatus::NeedsAttention)
+        .await;
+    assert!(
+        session.attention_reason.contains("payment"),
+        "{}",
+        session.attention_reason
+    );
+    // Final: recovery leaves it alone from now on.
+    let touched = |shop: &Shop| {
+        let pool = shop.sessions.clone();
+        let id = uuid::Uuid::parse_str(&checkout_id).unwrap();
+        async move {
+            sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+                "SELECT updated_at FROM checkout_sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = touched(&shop).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        touched(&shop).await,
+        before,
+        "recovery retook a final session"
+    );
+
+    // Admins find it, and it does not hold the user's cart.
+    let mut client = shop.checkout.clone();
+    let listed = client
+        .list_checkouts(pb::ListCheckoutsRequest {
+            status: pb::CheckoutStatus::NeedsAttention as i32,
+            page_size: 0,
+        })
+        .await
+        .expect("ListCheckouts")
+        .into_inner();
+    assert_eq!(
+        listed
+            .sessions
+            .iter()
+            .map(|s| s.checkout_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![checkout_id.as_str()]
+    );
+    let next = shop
+        .checkout("eve", "after-attention", "pm_card_visa")
+        .await
+        .expect("checkout");
+    assert_eq!(status_of(session_of(&next)), pb::CheckoutStatus::Completed);
+}

@@ -63,7 +63,11 @@ impl CartService for FakeCarts {
         &self,
         request: Request<cart::GetCartRequest>,
     ) -> Result<Response<cart::Cart>, Status> {
-        let user_id = request.into_inner().user_id;
+        let request = request.into_inner();
+        // This fake never takes checked-out lines away itself: each test sets
+        // the cart it means, so every completed checkout counts as applied.
+        let applied_checkout_ids = request.checkout_ids;
+        let user_id = request.user_id;
         let lines = self
             .carts
             .lock()
@@ -88,6 +92,7 @@ impl CartService for FakeCarts {
             total: bogus_cents(1),
             items,
             updated_at: None,
+            applied_checkout_ids,
         }))
     }
 
@@ -312,6 +317,7 @@ impl Shop {
             .get_checkout(pb::GetCheckoutRequest {
                 user_id: user_id.into(),
                 checkout_id: checkout_id.into(),
+                ..Default::default()
             })
             .await
             .map(Response::into_inner)

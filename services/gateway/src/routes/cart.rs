@@ -20,6 +20,7 @@ fn user_id(caller: &Caller) -> String {
 pub async fn get(State(app): State<AppState>, caller: Caller) -> CartAnswer {
     let request = pb::GetCartRequest {
         user_id: user_id(&caller),
+        ..Default::default()
     };
     let cart = app
         .backends

@@ -89,6 +89,12 @@ fn table() -> Vec<Endpoint> {
         ),
         endpoint(Method::POST, "/api/v1/checkout", Api, checkout::start),
         endpoint(Method::GET, "/api/v1/checkout/{id}", Api, checkout::get),
+        endpoint(
+            Method::GET,
+            "/api/v1/admin/checkouts",
+            Api,
+            checkout::list_for_admin,
+        ),
         endpoint(Method::GET, "/api/v1/orders", Api, orders::list),
         endpoint(Method::GET, "/api/v1/orders/{id}", Api, orders::get),
         endpoint(

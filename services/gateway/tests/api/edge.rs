@@ -317,3 +317,64 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     shop.stop().await;
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_client_that_declares_a_body_and_sends_nothing_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shop = Shop::builder()
+        .config(|c| {
+            c.checkout_timeout = Duration::from_millis(500);
+            c.idle_timeout = Duration::from_secs(1);
+        })
+        .start()
+        .await;
+    let addr = shop.base.trim_start_matches("http://").to_owned();
+    let token = token_for("slow");
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /api/v1/cart/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stalled.push(stream);
+    }
+    // Each is closed once nothing moved for the idle timeout, not held on.
+    let started = std::time::Instant::now();
+    for mut stream in stalled {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "a stalled connection was still open after 10 s"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The gateway still serves everyone else.
+    let answer = shop.get("/api/v1/products", None).await;
+    assert_eq!(answer.status, 200);
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_timeout_shorter_than_the_checkout_deadline_is_refused_at_start() {
+    let mut config = crate::support::config("http://127.0.0.1:9");
+    config.idle_timeout = Duration::from_secs(5);
+    config.checkout_timeout = Duration::from_secs(15);
+    let (listener, _) = storefront_runtime::testing::loopback_listener().await;
+    let error = storefront_gateway::run(config, listener, storefront_runtime::Shutdown::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("--gateway-idle-timeout"),
+        "{error}"
+    );
+}

@@ -290,6 +290,7 @@ fn cart_proto(user: &str, lines: &[Line]) -> cart::Cart {
         } else {
             timestamp(now_secs() as i64)
         },
+        ..Default::default()
     }
 }
 
@@ -497,6 +498,7 @@ impl FakeCheckout {
             decline_reason: decline.into(),
             created_at: timestamp(now),
             updated_at: timestamp(now),
+            ..Default::default()
         })
     }
 }
@@ -543,26 +545,44 @@ impl CheckoutService for FakeCheckout {
         }))
     }
 
+    async fn list_checkouts(
+        &self,
+        request: Request<checkout::ListCheckoutsRequest>,
+    ) -> Result<Response<checkout::ListCheckoutsResponse>, Status> {
+        self.knob.gate().await?;
+        let wanted = request.into_inner().status;
+        let sessions = self
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.status == wanted)
+            .cloned()
+            .collect();
+        Ok(Response::new(checkout::ListCheckoutsResponse { sessions }))
+    }
+
     async fn get_checkout(
         &self,
         request: Request<checkout::GetCheckoutRequest>,
     ) -> Result<Response<checkout::CheckoutSession>, Status> {
         self.knob.gate().await?;
         let r = request.into_inner();
-        self.sessions
-            .lock()
-            .unwrap()
-            .values()
-            .find(|s| s.checkout_id == r.checkout_id && s.user_id == r.user_id)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| {
-                status(
-                    Code::NotFound,
-                    "CHECKOUT_NOT_FOUND",
-                    format!("checkout {} not found", r.checkout_id),
-                )
-            })
+        let sessions = self.sessions.lock().unwrap();
+        let found = if r.checkout_id.is_empty() {
+            sessions.get(&(r.user_id.clone(), r.idempotency_key.clone()))
+        } else {
+            sessions
+                .values()
+                .find(|s| s.checkout_id == r.checkout_id && s.user_id == r.user_id)
+        };
+        found.cloned().map(Response::new).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                "CHECKOUT_NOT_FOUND",
+                format!("checkout {} not found", r.checkout_id),
+            )
+        })
     }
 }
 
@@ -724,6 +744,8 @@ pub fn config(backend: &str) -> Config {
         trusted_proxies: Vec::new(),
         breaker_failure_threshold: 5,
         breaker_open_duration: Duration::from_secs(10),
+        max_connections: 1000,
+        idle_timeout: Duration::from_secs(30),
     }
 }
 
