@@ -33,9 +33,13 @@ const DELETE_EXPIRED: &str = "DELETE FROM carts WHERE user_id IN ( \
          SELECT user_id FROM carts WHERE expires_at <= now() \
          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
      RETURNING user_id";
-/// Which of the given checkouts this cart has applied.
-const APPLIED: &str = "SELECT checkout_id FROM processed_checkouts \
-     WHERE user_id = $1 AND checkout_id = ANY($2)";
+/// The live cart (if any) and which of `$2` it has applied, in one statement
+/// and so one snapshot: `apply_checkout` changes both in one transaction.
+const SELECT_CONSISTENT: &str = "SELECT carts.items, carts.updated_at, carts.expires_at, \
+         ARRAY(SELECT checkout_id FROM processed_checkouts \
+               WHERE user_id = $1 AND checkout_id = ANY($2)) AS applied \
+     FROM (SELECT 1) AS one \
+     LEFT JOIN carts ON carts.user_id = $1 AND carts.expires_at > now()";
 const PRUNE_PROCESSED: &str = "DELETE FROM processed_checkouts WHERE processed_at < now() - $1";
 
 /// What a CheckoutCompleted did to its cart.
@@ -78,34 +82,24 @@ impl CartStore {
     /// The user's cart as committed, and which of `checkouts` it has already
     /// applied, both read in one snapshot: a checkout applied after the
     /// lines were read cannot be reported as not applied, nor the reverse.
+    /// One statement, one round trip: checkouts call this under load.
     pub async fn load_consistent(
         &self,
         user: &UserId,
         checkouts: &[uuid::Uuid],
     ) -> Result<(Cart, Vec<uuid::Uuid>), CartError> {
         metrics::counter!("cart_db_loads_total").increment(1);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(SELECT_LIVE)
+        let row = sqlx::query(SELECT_CONSISTENT)
             .bind(user.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(checkouts)
+            .fetch_one(&self.pool)
             .await?;
-        let cart = match row {
-            Some(row) => cart_from_row(user, &row)?,
+        let applied: Vec<uuid::Uuid> = row.try_get("applied")?;
+        let stored: Option<Json<Vec<CartLine>>> = row.try_get("items")?;
+        let cart = match stored {
+            Some(_) => cart_from_row(user, &row)?,
             None => Cart::empty(user.clone()),
         };
-        let applied = if checkouts.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(APPLIED)
-                .bind(user.as_str())
-                .bind(checkouts)
-                .fetch_all(&mut *tx)
-                .await?
-        };
-        tx.commit().await?;
         Ok((cart, applied))
     }
 

@@ -70,15 +70,26 @@ pub fn refusal(error: &sqlx::Error) -> Option<Refusal> {
 }
 
 /// The gRPC code of a database error: INVALID_ARGUMENT for data the database
-/// refused, FAILED_PRECONDITION for a broken constraint, INTERNAL otherwise.
+/// refused, FAILED_PRECONDITION for a broken constraint, UNAVAILABLE when it
+/// cannot be reached (or no connection is free), INTERNAL otherwise.
 /// Every service maps its database errors through this, so no value a user
 /// sends can come back as INTERNAL (and open a caller's circuit breaker).
 pub fn code_of(error: &sqlx::Error) -> tonic::Code {
     match refusal(error) {
         Some(Refusal::Data) => tonic::Code::InvalidArgument,
         Some(Refusal::Integrity) => tonic::Code::FailedPrecondition,
+        // Overloaded or unreachable: worth a retry, and a 503 to the client.
+        None if is_unavailable(error) => tonic::Code::Unavailable,
         None => tonic::Code::Internal,
     }
+}
+
+/// True when the database could not be reached or no connection was free in time.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    ) || matches!(error, sqlx::Error::Database(db) if db.code().as_deref().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
 /// The stable reason that goes with [`code_of`].
@@ -86,6 +97,7 @@ pub fn reason_of(error: &sqlx::Error) -> &'static str {
     match refusal(error) {
         Some(Refusal::Data) => "INVALID_DATA",
         Some(Refusal::Integrity) => "CONSTRAINT_VIOLATION",
+        None if is_unavailable(error) => "DATABASE_UNAVAILABLE",
         None => "INTERNAL",
     }
 }
@@ -96,7 +108,9 @@ mod tests {
 
     #[test]
     fn only_the_database_s_own_faults_are_internal() {
-        assert_eq!(code_of(&sqlx::Error::PoolTimedOut), tonic::Code::Internal);
+        assert_eq!(code_of(&sqlx::Error::PoolTimedOut), tonic::Code::Unavailable);
+        assert_eq!(reason_of(&sqlx::Error::PoolTimedOut), "DATABASE_UNAVAILABLE");
+        assert_eq!(code_of(&sqlx::Error::RowNotFound), tonic::Code::Internal);
         assert_eq!(reason_of(&sqlx::Error::RowNotFound), "INTERNAL");
         let encode = sqlx::Error::Encode("value out of range".into());
         assert_eq!(code_of(&encode), tonic::Code::InvalidArgument);

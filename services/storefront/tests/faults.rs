@@ -321,7 +321,13 @@ async fn a_hundred_buyers_for_fifty_laptops() {
         .iter()
         .filter(|s| **s == StatusCode::CONFLICT)
         .count();
-    assert_eq!((completed, refused), (50, 50), "{statuses:?}");
+    assert_eq!(
+        (completed, refused),
+        (50, 50),
+        "{statuses:?}\ncheckout log:\n{}\ncart log:\n{}",
+        shop.log_tail("checkout"),
+        shop.log_tail("cart")
+    );
     let laptops = shop.stock(1).await;
     assert_eq!(
         (laptops.on_hand, laptops.reserved),
