@@ -271,6 +271,8 @@ pub fn topics(sf: &Storefront) -> Vec<WantedTopic> {
         topic("checkout-events", t.checkout.partitions, &t.checkout),
         topic("checkout-events.dlq", 1, &t.checkout),
         topic("order-events", t.order.partitions, &t.order),
+        // Payment and inventory consume order-events and dead-letter there.
+        topic("order-events.dlq", 1, &t.order),
     ]
 }
 
@@ -344,14 +346,18 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
     set("CHECKOUT_INVENTORY_URL", url("inventory", 50053));
     set("CHECKOUT_PAYMENT_URL", url("payment", 50054));
     let bootstrap = kafka_bootstrap(sf);
-    for prefix in ["CART", "ORDERS", "CHECKOUT"] {
+    for prefix in ["CART", "ORDERS", "CHECKOUT", "PAYMENT", "INVENTORY"] {
         set(&format!("{prefix}_KAFKA_BOOTSTRAP"), bootstrap.clone());
     }
     let checkout_topic = names::topic(ns, name, "checkout-events");
     set("CHECKOUT_TOPIC", checkout_topic.clone());
     set("CART_CHECKOUT_TOPIC", checkout_topic.clone());
     set("ORDERS_CHECKOUT_TOPIC", checkout_topic);
-    set("ORDERS_ORDER_TOPIC", names::topic(ns, name, "order-events"));
+    let order_topic = names::topic(ns, name, "order-events");
+    set("ORDERS_ORDER_TOPIC", order_topic.clone());
+    // Payment and inventory refund and restock cancelled orders from it.
+    set("PAYMENT_ORDER_TOPIC", order_topic.clone());
+    set("INVENTORY_ORDER_TOPIC", order_topic);
     set(
         "CART_CONSUMER_GROUP",
         names::consumer_group(ns, name, "cart"),
@@ -359,6 +365,14 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
     set(
         "ORDERS_CONSUMER_GROUP",
         names::consumer_group(ns, name, "orders"),
+    );
+    set(
+        "PAYMENT_CONSUMER_GROUP",
+        names::consumer_group(ns, name, "payment"),
+    );
+    set(
+        "INVENTORY_CONSUMER_GROUP",
+        names::consumer_group(ns, name, "inventory"),
     );
     set("CART_REDIS_URL", redis_url(sf));
     set("CART_CACHE_PREFIX", format!("{ns}:{name}"));
@@ -1048,6 +1062,27 @@ mod tests {
         assert_eq!(data["CART_CHECKOUT_TOPIC"], "team.shop.checkout-events");
         assert_eq!(data["ORDERS_ORDER_TOPIC"], "team.shop.order-events");
         assert_eq!(data["ORDERS_KAFKA_BOOTSTRAP"], "kafka:9092");
+        // Cancelled orders are refunded and restocked from the order topic.
+        for service in ["PAYMENT", "INVENTORY"] {
+            assert_eq!(data[&format!("{service}_KAFKA_BOOTSTRAP")], "kafka:9092");
+            assert_eq!(
+                data[&format!("{service}_ORDER_TOPIC")],
+                "team.shop.order-events"
+            );
+        }
+        assert_eq!(data["PAYMENT_CONSUMER_GROUP"], "team.shop.payment");
+        assert_eq!(data["INVENTORY_CONSUMER_GROUP"], "team.shop.inventory");
+        let topics: Vec<String> = topics(&external()).into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            topics,
+            [
+                "team.shop.checkout-events",
+                "team.shop.checkout-events.dlq",
+                "team.shop.order-events",
+                "team.shop.order-events.dlq",
+            ],
+            "every consumed topic has its dead-letter topic"
+        );
         assert_eq!(data["CART_REDIS_URL"], "redis://cache:6379");
         assert!(!data.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
         assert!(!data.contains_key("GATEWAY_TRUSTED_PROXIES"));

@@ -647,11 +647,15 @@ impl Drop for LeftoverGuard {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let topics: Vec<String> =
-                    ["checkout-events", "checkout-events.dlq", "order-events"]
-                        .iter()
-                        .map(|base| names::topic(&namespace, "shop", base))
-                        .collect();
+                let topics: Vec<String> = [
+                    "checkout-events",
+                    "checkout-events.dlq",
+                    "order-events",
+                    "order-events.dlq",
+                ]
+                .iter()
+                .map(|base| names::topic(&namespace, "shop", base))
+                .collect();
                 let _ = tokio::time::timeout(
                     Duration::from_secs(20),
                     storefront_operator::topics::delete(KAFKA_BOOTSTRAP, &topics),

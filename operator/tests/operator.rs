@@ -301,6 +301,7 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
     wait_for_partitions(&checkout_topic, Some(2)).await;
     wait_for_partitions(&format!("{checkout_topic}.dlq"), Some(1)).await;
     wait_for_partitions(&order_topic, Some(1)).await;
+    wait_for_partitions(&format!("{order_topic}.dlq"), Some(1)).await;
 
     // The generated credentials survive a reconcile untouched.
     let password = secret_value(&ns, "shop-cart-db", "password").await;
@@ -365,6 +366,7 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
     .unwrap();
     wait_for_partitions(&checkout_topic, None).await;
     wait_for_partitions(&order_topic, None).await;
+    wait_for_partitions(&format!("{order_topic}.dlq"), None).await;
 
     drop_databases(ns.name(), "shop").await;
     ns.cleanup().await.unwrap();
@@ -549,6 +551,7 @@ async fn a_killed_operator_restarts_and_converges_without_duplicates_and_retain_
         checkout_topic.clone(),
         format!("{checkout_topic}.dlq"),
         format!("{}.shop.order-events", ns.name()),
+        format!("{}.shop.order-events.dlq", ns.name()),
     ];
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     admin

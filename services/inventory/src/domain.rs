@@ -80,6 +80,8 @@ pub enum ReservationStatus {
     Confirmed,
     Released,
     Expired,
+    /// Confirmed, then its order was cancelled: the stock is back on hand.
+    Returned,
 }
 
 impl ReservationStatus {
@@ -89,6 +91,7 @@ impl ReservationStatus {
             ReservationStatus::Confirmed => "CONFIRMED",
             ReservationStatus::Released => "RELEASED",
             ReservationStatus::Expired => "EXPIRED",
+            ReservationStatus::Returned => "RETURNED",
         }
     }
 
@@ -98,6 +101,7 @@ impl ReservationStatus {
             "CONFIRMED" => Some(ReservationStatus::Confirmed),
             "RELEASED" => Some(ReservationStatus::Released),
             "EXPIRED" => Some(ReservationStatus::Expired),
+            "RETURNED" => Some(ReservationStatus::Returned),
             _ => None,
         }
     }
@@ -110,6 +114,7 @@ impl From<ReservationStatus> for pb::ReservationStatus {
             ReservationStatus::Confirmed => pb::ReservationStatus::Confirmed,
             ReservationStatus::Released => pb::ReservationStatus::Released,
             ReservationStatus::Expired => pb::ReservationStatus::Expired,
+            ReservationStatus::Returned => pb::ReservationStatus::Returned,
         }
     }
 }

@@ -26,10 +26,27 @@ pub enum InventoryError {
     ReservationReleased(Uuid),
     #[error("reservation {0} is confirmed; confirmed stock cannot be released")]
     ReservationConfirmed(Uuid),
+    #[error("reservation {0} was returned when its order was cancelled")]
+    ReservationReturned(Uuid),
     #[error("inventory database holds an unknown reservation status {0:?}")]
     CorruptStatus(String),
     #[error("inventory database: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl InventoryError {
+    /// True when trying again later may succeed: the database was unreachable
+    /// or busy, not when it refused the data itself (SQLSTATE classes 22, data
+    /// exception, and 23, integrity violation), which would refuse it forever.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            InventoryError::Database(sqlx::Error::Database(db)) => !db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            InventoryError::Database(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl ErrorCode for InventoryError {
@@ -41,7 +58,8 @@ impl ErrorCode for InventoryError {
             InsufficientStock { .. }
             | ReservationExpired(_)
             | ReservationReleased(_)
-            | ReservationConfirmed(_) => Code::FailedPrecondition,
+            | ReservationConfirmed(_)
+            | ReservationReturned(_) => Code::FailedPrecondition,
             Database(error) => storefront_runtime::db::code_of(error),
             CorruptStatus(_) => Code::Internal,
         }
@@ -57,6 +75,7 @@ impl ErrorCode for InventoryError {
             ReservationExpired(_) => "RESERVATION_EXPIRED",
             ReservationReleased(_) => "RESERVATION_RELEASED",
             ReservationConfirmed(_) => "RESERVATION_CONFIRMED",
+            ReservationReturned(_) => "RESERVATION_RETURNED",
             Database(error) => storefront_runtime::db::reason_of(error),
             CorruptStatus(_) => "INTERNAL",
         }

@@ -25,6 +25,18 @@ pub struct StockLedger {
     pool: PgPool,
 }
 
+/// What asking for a cancelled order's stock back did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockReturn {
+    /// The confirmed reservation's stock is back on hand now.
+    Returned(Reservation),
+    /// Nothing changed: the reservation is not confirmed (returned already,
+    /// or never confirmed, so its stock was never deducted).
+    Unchanged(Reservation),
+    /// The checkout has no reservation here.
+    NoReservation,
+}
+
 /// What to do with the stock a pending reservation holds when it ends.
 #[derive(Debug, Clone, Copy)]
 enum Settlement {
@@ -132,6 +144,9 @@ impl StockLedger {
             }
             ReservationStatus::Released => Err(InventoryError::ReservationReleased(id)),
             ReservationStatus::Expired => Err(InventoryError::ReservationExpired(id)),
+            // Its order was cancelled after it was confirmed: confirming it
+            // again must not deduct the returned stock a second time.
+            ReservationStatus::Returned => Err(InventoryError::ReservationReturned(id)),
             ReservationStatus::Pending if reservation.expires_at <= Utc::now() => {
                 // Too late: expire it now rather than wait for the sweeper.
                 settle(
@@ -169,6 +184,7 @@ impl StockLedger {
                 Ok(reservation)
             }
             ReservationStatus::Confirmed => Err(InventoryError::ReservationConfirmed(id)),
+            ReservationStatus::Returned => Err(InventoryError::ReservationReturned(id)),
             ReservationStatus::Pending => {
                 let released = settle(
                     &mut tx,
@@ -181,6 +197,51 @@ impl StockLedger {
                 Ok(released)
             }
         }
+    }
+
+    /// Puts the stock of `checkout_id`'s confirmed reservation back on hand
+    /// and marks it RETURNED, once: the reservation's row lock makes a
+    /// concurrent call wait and then find it returned. Anything else (no
+    /// reservation, one never confirmed, one returned already) changes
+    /// nothing and says why.
+    pub async fn return_stock(&self, checkout_id: Uuid) -> Result<StockReturn, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT id, checkout_id, status, expires_at FROM reservations WHERE checkout_id = $1 FOR UPDATE",
+        )
+        .bind(checkout_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(StockReturn::NoReservation);
+        };
+        let mut reservation = from_row(&row)?;
+        reservation.lines = lines_of(&mut tx, reservation.id).await?;
+        if reservation.status != ReservationStatus::Confirmed {
+            tx.rollback().await?;
+            return Ok(StockReturn::Unchanged(reservation));
+        }
+        // Product order, like every other transaction that touches stock rows.
+        for line in &reservation.lines {
+            sqlx::query(
+                "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1",
+            )
+            .bind(line.product_id)
+            .bind(i64::from(line.quantity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE reservations SET status = $2, updated_at = now() WHERE id = $1")
+            .bind(reservation.id)
+            .bind(ReservationStatus::Returned.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(StockReturn::Returned(Reservation {
+            status: ReservationStatus::Returned,
+            ..reservation
+        }))
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Reservation, InventoryError> {

@@ -171,6 +171,10 @@ impl From<&LineItem> for common::LineItem {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOrder {
     pub checkout_id: Uuid,
+    /// The checkout's charge and stock reservation; `None` when the event
+    /// leaves them out (they only travel on, in OrderStatusChanged).
+    pub payment_id: Option<Uuid>,
+    pub reservation_id: Option<Uuid>,
     pub user_id: UserId,
     pub items: Vec<LineItem>,
     pub total: Money,
@@ -212,11 +216,21 @@ impl TryFrom<&CheckoutCompleted> for NewOrder {
         }
         Ok(NewOrder {
             checkout_id,
+            payment_id: optional_uuid("payment_id", &event.payment_id)?,
+            reservation_id: optional_uuid("reservation_id", &event.reservation_id)?,
             user_id,
             items,
             total,
             shipping_address: event.shipping_address.clone(),
         })
+    }
+}
+
+/// An id the event may leave empty, but not malformed.
+fn optional_uuid(field: &'static str, text: &str) -> Result<Option<Uuid>, FieldError> {
+    match text {
+        "" => Ok(None),
+        text => parse_uuid(field, text).map(Some),
     }
 }
 
@@ -289,6 +303,8 @@ fn line_item(item: &common::LineItem, total: Money) -> Result<LineItem, FieldErr
 pub struct Order {
     pub id: OrderId,
     pub checkout_id: Uuid,
+    pub payment_id: Option<Uuid>,
+    pub reservation_id: Option<Uuid>,
     pub user_id: String,
     pub status: OrderStatus,
     pub items: Vec<LineItem>,
@@ -459,6 +475,8 @@ mod tests {
             user_id: "user-1".into(),
             items: vec![line(1, 129_999, 1), line(2, 2_999, 3)],
             total: usd(138_996),
+            payment_id: Uuid::new_v4().to_string(),
+            reservation_id: Uuid::new_v4().to_string(),
             ..CheckoutCompleted::default()
         }
     }
@@ -475,6 +493,14 @@ mod tests {
             panic!("{order:?}")
         };
         assert_eq!(order.checkout_id.to_string(), event.checkout_id);
+        assert_eq!(
+            order.payment_id.map(|id| id.to_string()),
+            Some(event.payment_id.clone())
+        );
+        assert_eq!(
+            order.reservation_id.map(|id| id.to_string()),
+            Some(event.reservation_id.clone())
+        );
         assert_eq!(order.items.len(), 2);
         assert_eq!(order.items[1].line_total.minor(), 8_997);
         assert_eq!(order.total.minor(), 138_996);
@@ -492,6 +518,15 @@ mod tests {
         let mut e = completed();
         e.user_id = String::new();
         assert_eq!(field_of(&e), "user_id");
+
+        let mut e = completed();
+        e.payment_id = "pay-1".into();
+        assert_eq!(field_of(&e), "payment_id");
+        e.payment_id = String::new();
+        e.reservation_id = "res-1".into();
+        assert_eq!(field_of(&e), "reservation_id");
+        e.reservation_id = String::new();
+        assert_eq!(field_of(&e), "", "both may be left out");
 
         let mut e = completed();
         e.items.clear();

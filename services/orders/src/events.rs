@@ -29,14 +29,21 @@ pub fn order_created(order: &Order) -> Result<Event, EventError> {
     Event::new(event_type::ORDER_CREATED, SOURCE, &order.user_id, &payload)
 }
 
-/// OrderStatusChanged for `order`, which was `from` until now.
+/// OrderStatusChanged for `order`, which was `from` until now. It names the
+/// order's checkout (and its charge and reservation when known), so that the
+/// payment and inventory services can act on a cancellation without asking
+/// the orders service anything.
 pub fn status_changed(order: &Order, from: OrderStatus) -> Result<Event, EventError> {
+    let id_text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
     let payload = OrderStatusChanged {
         order_id: order.id.to_string(),
         user_id: order.user_id.clone(),
         from_status: from.as_str().to_owned(),
         to_status: order.status.as_str().to_owned(),
         changed_at: rfc3339(order.updated_at),
+        checkout_id: order.checkout_id.to_string(),
+        payment_id: id_text(order.payment_id),
+        reservation_id: id_text(order.reservation_id),
     };
     Event::new(
         event_type::ORDER_STATUS_CHANGED,

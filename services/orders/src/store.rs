@@ -36,8 +36,8 @@ impl OrderBook {
         let mut tx = self.pool.begin().await?;
         // A concurrent insert of the same checkout waits here, then does nothing.
         let inserted = sqlx::query(
-            "INSERT INTO orders (id, checkout_id, user_id, status, total_minor, currency, shipping_address) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO orders (id, checkout_id, user_id, status, total_minor, currency, shipping_address, payment_id, reservation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (checkout_id) DO NOTHING \
              RETURNING created_at, updated_at",
         )
@@ -48,6 +48,8 @@ impl OrderBook {
         .bind(new.total.minor())
         .bind(new.total.currency().as_str())
         .bind(new.shipping_address.as_ref().map(Json))
+        .bind(new.payment_id)
+        .bind(new.reservation_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(inserted) = inserted else {
@@ -85,6 +87,8 @@ impl OrderBook {
         let order = Order {
             id,
             checkout_id: new.checkout_id,
+            payment_id: new.payment_id,
+            reservation_id: new.reservation_id,
             user_id: new.user_id.as_str().to_owned(),
             status: OrderStatus::Confirmed,
             items: new.items.clone(),
@@ -101,7 +105,7 @@ impl OrderBook {
     pub async fn get(&self, id: OrderId) -> Result<Order, OrdersError> {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(
-            "SELECT id, checkout_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
+            "SELECT id, checkout_id, payment_id, reservation_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
              FROM orders WHERE id = $1",
         )
         .bind(id.get())
@@ -125,7 +129,7 @@ impl OrderBook {
         let rows = match page.after {
             None => {
                 sqlx::query(
-                    "SELECT id, checkout_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
+                    "SELECT id, checkout_id, payment_id, reservation_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
                      FROM orders WHERE user_id = $1 \
                      ORDER BY created_at DESC, id DESC LIMIT $2",
                 )
@@ -136,7 +140,7 @@ impl OrderBook {
             }
             Some(after) => {
                 sqlx::query(
-                    "SELECT id, checkout_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
+                    "SELECT id, checkout_id, payment_id, reservation_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
                      FROM orders WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
                      ORDER BY created_at DESC, id DESC LIMIT $4",
                 )
@@ -161,7 +165,7 @@ impl OrderBook {
         let mut tx = self.pool.begin().await?;
         // The row lock makes a concurrent change wait and then see our status.
         let row = sqlx::query(
-            "SELECT id, checkout_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
+            "SELECT id, checkout_id, payment_id, reservation_id, user_id, status, total_minor, currency, shipping_address, created_at, updated_at \
              FROM orders WHERE id = $1 FOR UPDATE",
         )
         .bind(id.get())
@@ -244,6 +248,8 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Order, OrdersError> {
     Ok(Order {
         id: id.into(),
         checkout_id: row.try_get("checkout_id")?,
+        payment_id: row.try_get("payment_id")?,
+        reservation_id: row.try_get("reservation_id")?,
         user_id: row.try_get("user_id")?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| OrdersError::Corrupt(format!("unknown order status {status:?}")))?,

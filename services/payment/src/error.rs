@@ -22,6 +22,21 @@ pub enum PaymentError {
     Database(#[from] sqlx::Error),
 }
 
+impl PaymentError {
+    /// True when trying again later may succeed: the database was unreachable
+    /// or busy, not when it refused the data itself (SQLSTATE classes 22, data
+    /// exception, and 23, integrity violation), which would refuse it forever.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PaymentError::Database(sqlx::Error::Database(db)) => !db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            PaymentError::Database(_) => true,
+            _ => false,
+        }
+    }
+}
+
 impl ErrorCode for PaymentError {
     fn code(&self) -> Code {
         use PaymentError::*;

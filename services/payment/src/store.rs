@@ -1,7 +1,9 @@
 //! Payments in PostgreSQL. The unique checkout id makes a charge happen once
-//! however often it is asked for; a row lock makes a refund happen once.
+//! however often it is asked for; a row lock makes a refund happen once,
+//! whether it is asked for by payment id (the Refund RPC) or by checkout (a
+//! cancelled order).
 
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use storefront_runtime::{Currency, Money};
 use uuid::Uuid;
 
@@ -12,6 +14,8 @@ const SELECT_BY_ID: &str = "SELECT id, checkout_id, user_id, amount_minor, curre
      decline_reason FROM payments WHERE id = $1";
 const SELECT_BY_CHECKOUT: &str = "SELECT id, checkout_id, user_id, amount_minor, currency, payment_method, status, \
      decline_reason FROM payments WHERE checkout_id = $1";
+const LOCK_BY_CHECKOUT: &str = "SELECT id, checkout_id, user_id, amount_minor, currency, payment_method, status, \
+     decline_reason FROM payments WHERE checkout_id = $1 FOR UPDATE";
 const LOCK_BY_ID: &str = "SELECT id, checkout_id, user_id, amount_minor, currency, payment_method, status, \
      decline_reason FROM payments WHERE id = $1 FOR UPDATE";
 
@@ -95,29 +99,77 @@ impl PaymentLedger {
             .map(from_row)
             .transpose()?
             .ok_or(PaymentError::NotFound(id))?;
-        match payment.status {
-            PaymentStatus::Refunded => Ok(payment),
-            PaymentStatus::Declined => Err(PaymentError::NotRefundable(id)),
-            PaymentStatus::Succeeded => {
-                sqlx::query("INSERT INTO refunds (id, payment_id, amount_minor, currency) VALUES ($1, $2, $3, $4)")
-                    .bind(Uuid::now_v7())
-                    .bind(id)
-                    .bind(payment.amount.minor())
-                    .bind(payment.amount.currency().as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(Payment {
-                    status: PaymentStatus::Refunded,
-                    ..payment
-                })
-            }
+        match refund_locked(tx, payment).await? {
+            Refund::Refunded(payment) | Refund::AlreadyRefunded(payment) => Ok(payment),
+            Refund::Declined(_) => Err(PaymentError::NotRefundable(id)),
+        }
+    }
+
+    /// Refunds the charge of `checkout_id` in full, once: the row lock makes a
+    /// concurrent call wait and then find it refunded. `None` when the
+    /// checkout was never charged.
+    pub async fn refund_checkout(&self, checkout_id: Uuid) -> Result<Option<Refund>, PaymentError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(LOCK_BY_CHECKOUT)
+            .bind(checkout_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(payment) = row.as_ref().map(from_row).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        refund_locked(tx, payment).await.map(Some)
+    }
+}
+
+/// What asking for a refund did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refund {
+    /// The charge is refunded now.
+    Refunded(Payment),
+    /// It had been refunded before; nothing changed.
+    AlreadyRefunded(Payment),
+    /// It was declined, so nothing was taken; nothing changed.
+    Declined(Payment),
+}
+
+/// Refunds `payment`, whose row `tx` holds locked, and commits.
+async fn refund_locked(
+    mut tx: Transaction<'_, Postgres>,
+    payment: Payment,
+) -> Result<Refund, PaymentError> {
+    match payment.status {
+        PaymentStatus::Refunded => {
+            tx.rollback().await?;
+            Ok(Refund::AlreadyRefunded(payment))
+        }
+        PaymentStatus::Declined => {
+            tx.rollback().await?;
+            Ok(Refund::Declined(payment))
+        }
+        PaymentStatus::Succeeded => {
+            // refunds.payment_id is UNIQUE: even a refund that slipped past
+            // the lock could not be written twice.
+            sqlx::query(
+                "INSERT INTO refunds (id, payment_id, amount_minor, currency) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(payment.id)
+            .bind(payment.amount.minor())
+            .bind(payment.amount.currency().as_str())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE id = $1",
+            )
+            .bind(payment.id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Refund::Refunded(Payment {
+                status: PaymentStatus::Refunded,
+                ..payment
+            }))
         }
     }
 }

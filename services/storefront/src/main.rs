@@ -35,10 +35,10 @@ enum Command {
     Product(storefront_product::Config),
     /// Carts (gRPC, default port 50052).
     Cart(storefront_cart::Config),
-    /// Stock and reservations (gRPC, default port 50053).
-    Inventory(storefront_inventory::Config),
-    /// The payment-provider simulator (gRPC, default port 50054).
-    Payment(storefront_payment::Config),
+    /// Stock and reservations (gRPC, default port 50053); puts back the stock of cancelled orders.
+    Inventory(InventoryArgs),
+    /// The payment-provider simulator (gRPC, default port 50054); refunds cancelled orders.
+    Payment(PaymentArgs),
     /// Orders, fed by CheckoutCompleted events (gRPC, default port 50055).
     Orders(storefront_orders::Config),
     /// The checkout saga and its outbox relay (gRPC, default port 50056).
@@ -149,6 +149,52 @@ fn status_code(head: &str) -> Option<u16> {
     words.next()?.parse().ok()
 }
 
+/// The inventory's settings and where it hears of cancelled orders.
+#[derive(Debug, clap::Args)]
+struct InventoryArgs {
+    #[command(flatten)]
+    service: storefront_inventory::Config,
+    #[command(flatten)]
+    order_events: storefront_inventory::OrderEventsConfig,
+}
+
+/// The payment service's settings and where it hears of cancelled orders.
+#[derive(Debug, clap::Args)]
+struct PaymentArgs {
+    #[command(flatten)]
+    service: storefront_payment::Config,
+    #[command(flatten)]
+    order_events: storefront_payment::OrderEventsConfig,
+}
+
+impl InventoryArgs {
+    fn into_service(self) -> Service {
+        let listen = self.service.listen;
+        Service::new("inventory", listen, self, |args, listener, shutdown| {
+            storefront_inventory::run_with_order_events(
+                args.service,
+                args.order_events,
+                listener,
+                shutdown,
+            )
+        })
+    }
+}
+
+impl PaymentArgs {
+    fn into_service(self) -> Service {
+        let listen = self.service.listen;
+        Service::new("payment", listen, self, |args, listener, shutdown| {
+            storefront_payment::run_with_order_events(
+                args.service,
+                args.order_events,
+                listener,
+                shutdown,
+            )
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct AllConfig {
     #[command(flatten)]
@@ -158,9 +204,9 @@ struct AllConfig {
     #[command(flatten)]
     cart: storefront_cart::Config,
     #[command(flatten)]
-    inventory: storefront_inventory::Config,
+    inventory: InventoryArgs,
     #[command(flatten)]
-    payment: storefront_payment::Config,
+    payment: PaymentArgs,
     #[command(flatten)]
     orders: storefront_orders::Config,
     #[command(flatten)]
@@ -198,9 +244,7 @@ async fn main() -> anyhow::Result<()> {
     use storefront_cart as cart;
     use storefront_checkout as checkout;
     use storefront_gateway as gateway;
-    use storefront_inventory as inventory;
     use storefront_orders as orders;
-    use storefront_payment as payment;
     use storefront_product as product;
     // One service alone may take its name from OTEL_SERVICE_NAME.
     let alone = !matches!(cli.command, Command::All(_));
@@ -208,8 +252,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Gateway(c) => vec![Service::new("gateway", c.listen, c, gateway::run)],
         Command::Product(c) => vec![Service::new("product", c.listen, c, product::run)],
         Command::Cart(c) => vec![Service::new("cart", c.listen, c, cart::run)],
-        Command::Inventory(c) => vec![Service::new("inventory", c.listen, c, inventory::run)],
-        Command::Payment(c) => vec![Service::new("payment", c.listen, c, payment::run)],
+        Command::Inventory(c) => vec![c.into_service()],
+        Command::Payment(c) => vec![c.into_service()],
         Command::Orders(c) => vec![Service::new("orders", c.listen, c, orders::run)],
         Command::Checkout(c) => vec![Service::new("checkout", c.listen, c, checkout::run)],
         Command::All(all) => {
@@ -224,8 +268,8 @@ async fn main() -> anyhow::Result<()> {
             } = *all;
             vec![
                 Service::new("product", p.listen, p, product::run),
-                Service::new("inventory", i.listen, i, inventory::run),
-                Service::new("payment", pay.listen, pay, payment::run),
+                i.into_service(),
+                pay.into_service(),
                 Service::new("cart", c.listen, c, cart::run),
                 Service::new("orders", o.listen, o, orders::run),
                 Service::new("checkout", ch.listen, ch, checkout::run),
@@ -431,6 +475,10 @@ mod tests {
             "2s",
             "--payment-failure-rate",
             "0.5",
+            "--payment-consumer-group",
+            "refunds",
+            "--inventory-order-topic",
+            "orders-of-the-day",
         ]);
         let Ok(Cli {
             command: Command::All(all),
@@ -441,9 +489,11 @@ mod tests {
         };
         assert_eq!(all.product.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
         assert_eq!(
-            all.inventory.reservation_ttl,
+            all.inventory.service.reservation_ttl,
             std::time::Duration::from_secs(2)
         );
-        assert_eq!(all.payment.failure_rate, 0.5);
+        assert_eq!(all.payment.service.failure_rate, 0.5);
+        assert_eq!(all.payment.order_events.consumer_group, "refunds");
+        assert_eq!(all.inventory.order_events.order_topic, "orders-of-the-day");
     }
 }

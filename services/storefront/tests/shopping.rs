@@ -279,6 +279,82 @@ async fn checkout_creates_an_order_and_clears_only_the_checked_out_lines() {
 }
 
 #[tokio::test]
+async fn cancelling_an_order_refunds_its_payment_and_returns_its_stock() {
+    let shop = Shop::start(Options::default()).await;
+    let (mice, keyboards) = (shop.stock(2).await, shop.stock(3).await);
+    let carol = shop.token("carol");
+    shop.add_to_cart(&carol, 2, 2).await;
+    shop.add_to_cart(&carol, 3, 1).await;
+    let done = shop.checkout(&carol, "carol-key-1", "pm_card_visa").await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+    let checkout_id = done.body["checkout_id"]
+        .as_str()
+        .expect("checkout id")
+        .to_owned();
+    let order = shop.wait_for_order(&carol, &checkout_id).await;
+    let order_id = order["id"].as_str().expect("order id").to_owned();
+    assert_eq!(
+        (shop.stock(2).await.on_hand, shop.stock(3).await.on_hand),
+        (mice.on_hand - 2, keyboards.on_hand - 1),
+        "the checkout took the stock"
+    );
+    let refunded =
+        "SELECT count(*) FROM payments WHERE checkout_id = $1::uuid AND status = 'REFUNDED'";
+    assert_eq!(shop.count("payment", refunded, &checkout_id).await, 0);
+
+    let path = format!("/api/v1/orders/{order_id}");
+    let admin = shop.admin_token("ops");
+    let cancelled = shop
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(json!({"status": "CANCELLED"})),
+        )
+        .await;
+    assert_eq!(
+        (cancelled.status, cancelled.body["status"].as_str()),
+        (StatusCode::OK, Some("CANCELLED")),
+        "{:?}",
+        cancelled.body
+    );
+
+    eventually("the payment to be refunded", 60, || async {
+        (shop.count("payment", refunded, &checkout_id).await == 1).then_some(())
+    })
+    .await;
+    eventually("the stock to come back", 60, || async {
+        let back = (shop.stock(2).await, shop.stock(3).await);
+        (back.0 == mice && back.1 == keyboards).then_some(())
+    })
+    .await;
+    let again = shop
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(json!({"status": "CANCELLED"})),
+        )
+        .await;
+    assert_eq!(
+        (again.status, problem_code(&again.body)),
+        (StatusCode::CONFLICT, "invalid_transition"),
+        "a cancelled order stays cancelled"
+    );
+    // Nothing arrives late to refund or restock a second time.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let refunds = "SELECT count(*) FROM refunds JOIN payments ON payments.id = refunds.payment_id \
+         WHERE payments.checkout_id = $1::uuid";
+    assert_eq!(shop.count("payment", refunds, &checkout_id).await, 1);
+    assert_eq!(
+        (shop.stock(2).await, shop.stock(3).await),
+        (mice, keyboards)
+    );
+    let fetched = shop.call(Method::GET, &path, &carol, None).await;
+    assert_eq!(fetched.body["status"], "CANCELLED");
+}
+
+#[tokio::test]
 async fn idempotency_keys_replay_per_user() {
     let shop = Shop::start(Options::default()).await;
     let (carol, dave) = (shop.token("carol"), shop.token("dave"));

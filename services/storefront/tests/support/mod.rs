@@ -157,6 +157,12 @@ impl Shop {
                 &addrs["inventory"].to_string(),
                 "--inventory-database-url",
                 &databases["inventory"],
+                "--inventory-kafka-bootstrap",
+                &kafka,
+                "--inventory-order-topic",
+                &order_topic,
+                "--inventory-consumer-group",
+                &format!("e2e-inventory-{run}"),
             ]),
         );
         args.insert(
@@ -167,6 +173,12 @@ impl Shop {
                 &addrs["payment"].to_string(),
                 "--payment-database-url",
                 &databases["payment"],
+                "--payment-kafka-bootstrap",
+                &kafka,
+                "--payment-order-topic",
+                &order_topic,
+                "--payment-consumer-group",
+                &format!("e2e-payment-{run}"),
             ]),
         );
         args.insert(

@@ -1,0 +1,106 @@
+//! OrderStatusChanged, consumed: an order cancelled means its checkout's
+//! charge is refunded in full, once however often the event is delivered
+//! (the refund and the payment's REFUNDED status commit together under the
+//! payment's row lock, before the consumer commits the offset). A checkout
+//! never charged, or whose charge was declined, has nothing to refund: a log
+//! line, and the consumer moves on.
+
+use storefront_proto::events::v1::OrderStatusChanged;
+use storefront_runtime::StartError;
+use storefront_runtime::consumer::{EventConsumer, EventHandler, HandlerError};
+use storefront_runtime::error::parse_uuid;
+use storefront_runtime::events::{Event, event_type};
+
+use crate::config::OrderEventsConfig;
+use crate::store::{PaymentLedger, Refund};
+
+/// The order status that takes the money back.
+const CANCELLED: &str = "CANCELLED";
+
+/// Joins the payment service's consumer group, or `None` when Kafka is switched off.
+pub fn consumer(config: &OrderEventsConfig) -> Result<Option<EventConsumer>, StartError> {
+    if config.kafka_bootstrap.is_empty() {
+        tracing::warn!("no Kafka bootstrap servers: cancelled orders are not refunded");
+        return Ok(None);
+    }
+    let consumer = EventConsumer::new(
+        &config.kafka_bootstrap,
+        &config.consumer_group,
+        &[config.order_topic.as_str()],
+    )
+    .map_err(|e| {
+        StartError::Config(format!(
+            "Kafka consumer for {}: {e}",
+            config.kafka_bootstrap
+        ))
+    })?;
+    tracing::info!(
+        topic = %config.order_topic,
+        group = %config.consumer_group,
+        "refunding cancelled orders"
+    );
+    Ok(Some(consumer))
+}
+
+/// Refunds the charge of every cancelled order.
+pub struct CancelledOrders {
+    ledger: PaymentLedger,
+}
+
+impl CancelledOrders {
+    pub fn new(ledger: PaymentLedger) -> Self {
+        CancelledOrders { ledger }
+    }
+}
+
+impl EventHandler for CancelledOrders {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        if event.event_type != event_type::ORDER_STATUS_CHANGED {
+            return Ok(());
+        }
+        let changed: OrderStatusChanged = event
+            .decode()
+            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
+        if changed.to_status != CANCELLED {
+            return Ok(());
+        }
+        // Without its checkout a cancellation cannot be refunded: a person
+        // looks at it in the dead-letter topic.
+        let checkout_id = parse_uuid("checkout_id", &changed.checkout_id)
+            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
+        let refund = match self.ledger.refund_checkout(checkout_id).await {
+            Ok(refund) => refund,
+            Err(error) if error.is_transient() => {
+                return Err(HandlerError::Retry(error.to_string()));
+            }
+            Err(error) => {
+                return Err(HandlerError::Reject(format!(
+                    "OrderStatusChanged {}: {error}",
+                    event.id
+                )));
+            }
+        };
+        let order_id = changed.order_id.as_str();
+        let outcome = match &refund {
+            Some(Refund::Refunded(payment)) => {
+                tracing::info!(%checkout_id, order_id, payment_id = %payment.id, amount = %payment.amount, "cancelled order refunded");
+                "refunded"
+            }
+            Some(Refund::AlreadyRefunded(payment)) => {
+                tracing::info!(%checkout_id, order_id, payment_id = %payment.id, event_id = %event.id, "cancelled order was refunded already");
+                "already_refunded"
+            }
+            Some(Refund::Declined(payment)) => {
+                tracing::info!(%checkout_id, order_id, payment_id = %payment.id, "cancelled order's charge was declined; nothing to refund");
+                "declined"
+            }
+            None => {
+                tracing::warn!(%checkout_id, order_id, "cancelled order has no charge here; nothing to refund");
+                "no_charge"
+            }
+        };
+        metrics::counter!("payment_refunds_total", "trigger" => "order_cancelled", "outcome" => outcome)
+            .increment(1);
+        Ok(())
+    }
+}
