@@ -14,8 +14,9 @@
 #   hack/soak.sh [--short] -- FLAGS   extra storefront-soak flags
 #
 # Environment: SOAK_CHECKOUTS, SOAK_DURATION, SOAK_FAULT_EVERY, SOAK_SETTLE,
-# SOAK_CONCURRENCY, SOAK_OUT; STOREFRONT_BIN (a built `storefront`; default:
-# build it, release when SOAK_RELEASE=1); SOAK_KEEP_INFRA=1 leaves the soak's
+# SOAK_CONCURRENCY, SOAK_OUT; STOREFRONT_BIN and SOAK_BIN (built `storefront`
+# and `storefront-soak`; default: build them, release when SOAK_RELEASE=1);
+# SOAK_KEEP_INFRA=1 leaves the soak's
 # infrastructure running afterwards; ports and data directory: hack/soak-infra.sh.
 set -euo pipefail
 
@@ -41,28 +42,37 @@ eval "$("${infra[@]}" env)"
 soak_data="$SOAK_DATA_DIR"
 
 if ((short)); then
-  checkouts="${SOAK_CHECKOUTS:-400}" duration="${SOAK_DURATION:-60s}" settle="${SOAK_SETTLE:-120s}"
-  concurrency="${SOAK_CONCURRENCY:-12}" out="${SOAK_OUT:-$soak_data/soak-short.json}"
+  # Few clients, so that the run lasts its minute and sees about six faults.
+  checkouts="${SOAK_CHECKOUTS:-600}" duration="${SOAK_DURATION:-60s}" settle="${SOAK_SETTLE:-120s}"
+  concurrency="${SOAK_CONCURRENCY:-6}" out="${SOAK_OUT:-$soak_data/soak-short.json}"
 else
   checkouts="${SOAK_CHECKOUTS:-10000}" duration="${SOAK_DURATION:-60m}" settle="${SOAK_SETTLE:-180s}"
   concurrency="${SOAK_CONCURRENCY:-24}" out="${SOAK_OUT:-bench/results/soak.json}"
 fi
 
-bash "$HACK_DIR/install-build-deps.sh" >/dev/null
 profile=debug
 cargo_flags=()
 if [[ "${SOAK_RELEASE:-0}" == 1 ]]; then
   profile=release
   cargo_flags=(--release)
 fi
-packages=(-p storefront-soak)
+packages=()
+[[ -n "${SOAK_BIN:-}" ]] || packages+=(-p storefront-soak)
 [[ -n "${STOREFRONT_BIN:-}" ]] || packages+=(-p storefront)
-sf_log "building ${packages[*]} ($profile)"
-cargo build -q "${cargo_flags[@]}" "${packages[@]}"
-target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}"
-bin="${STOREFRONT_BIN:-$target_dir/$profile/storefront}"
-soak="$target_dir/$profile/storefront-soak"
+if ((${#packages[@]})); then
+  bash "$HACK_DIR/install-build-deps.sh" >/dev/null
+  sf_log "building ${packages[*]} ($profile)"
+  cargo build -q "${cargo_flags[@]}" "${packages[@]}"
+  target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}"
+fi
+# Copies: a shared target directory may be rebuilt from another checkout
+# while the soak runs, and every restart must run the code under test.
+mkdir -p "$soak_data.bin"
+cp "${STOREFRONT_BIN:-$target_dir/$profile/storefront}" "$soak_data.bin/storefront"
+cp "${SOAK_BIN:-$target_dir/$profile/storefront-soak}" "$soak_data.bin/storefront-soak"
+bin="$soak_data.bin/storefront"
+soak="$soak_data.bin/storefront-soak"
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {

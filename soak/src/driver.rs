@@ -27,7 +27,7 @@ const DECLINING_CARDS: [&str; 4] = [
     "pm_card_cvc_fail",
 ];
 /// Tries of one key (one attempt) before the client gives it up.
-const TRIES_PER_KEY: u32 = 4;
+const TRIES_PER_KEY: u32 = 5;
 /// Attempts (keys) per cart before the client gives the cart up.
 const ATTEMPTS_PER_CART: u32 = 3;
 /// How long a 202 is polled before the client stops waiting.
@@ -254,7 +254,8 @@ impl Client {
                     client.edit(&who, edit, product, &lines).await;
                 });
             }
-            let mut backoff = Duration::from_millis(250);
+            // 0.5 + 1 + 2 + 4 s: a key outlives a process restart.
+            let mut backoff = Duration::from_millis(500);
             for _ in 0..TRIES_PER_KEY {
                 let body = json!({ "payment_method": card });
                 let answer = self

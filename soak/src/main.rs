@@ -398,10 +398,10 @@ fn auto_stock(checkouts: u64) -> BTreeMap<i64, i64> {
     let n = i64::try_from(checkouts).unwrap_or(i64::MAX / 2);
     BTreeMap::from([
         (1, (n / 20).max(5)),
-        (2, n.max(20)),
-        (3, (n / 2).max(10)),
-        (4, (n / 4).max(10)),
-        (5, (n * 3 / 4).max(15)),
+        (2, (n * 2).max(20)),
+        (3, n.max(10)),
+        (4, (n / 2).max(10)),
+        (5, (n * 3 / 2).max(15)),
     ])
 }
 
