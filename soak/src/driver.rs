@@ -7,7 +7,7 @@
 //! answer is recorded. Bounded by a number of carts and a time limit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -52,6 +52,8 @@ pub struct DriveConfig {
     pub run_id: String,
     pub seed: u64,
     pub request_timeout: Duration,
+    /// Set (by SIGINT or SIGTERM) to start no new cart; those under way finish.
+    pub stop: Arc<AtomicBool>,
 }
 
 pub struct Driven {
@@ -149,7 +151,10 @@ impl Client {
         let mut round = 0usize;
         loop {
             let n = self.next_cart.fetch_add(1, Ordering::Relaxed);
-            if n >= self.config.checkouts || self.started.elapsed() >= self.config.duration {
+            if n >= self.config.checkouts
+                || self.started.elapsed() >= self.config.duration
+                || self.config.stop.load(Ordering::Acquire)
+            {
                 return Ok(());
             }
             let (user, token) = &tokens[round % tokens.len()];
@@ -260,7 +265,7 @@ impl Client {
                 let body = json!({ "payment_method": card });
                 let answer = self
                     .send(
-                        &who,
+                        who,
                         Op::Checkout,
                         Method::POST,
                         "/api/v1/checkout",
@@ -271,7 +276,7 @@ impl Client {
                 let code = answer.code();
                 match (answer.status, code.as_deref()) {
                     (201, _) => return (Ending::Completed, attempt),
-                    (202, _) => match self.poll(&who, &key, &answer).await {
+                    (202, _) => match self.poll(who, &key, &answer).await {
                         Some(ending) => return (ending, attempt),
                         None => {
                             last = "still_running".to_owned();

@@ -229,6 +229,7 @@ async fn soak(
             run_id: run_id.to_owned(),
             seed: args.seed,
             request_timeout: Duration::from_secs(20),
+            stop: stop_on_signal(),
         },
         started,
     )
@@ -321,6 +322,32 @@ async fn soak(
         client_log.display()
     );
     Ok(all_hold)
+}
+
+/// A flag set by the first SIGINT or SIGTERM: the load stops early, and the
+/// soak still settles, checks and reports. A second signal ends the process.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("soak: stopping the load early (signal); settling and checking what was done");
+        flag.store(true, Ordering::Release);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(130);
+    });
+    stop
 }
 
 async fn wait_gateway(http: &reqwest::Client, gateway: &str) -> anyhow::Result<()> {

@@ -104,6 +104,9 @@ impl Shop {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal stops the
+            // soak's load, not the shop under it.
+            .process_group(0)
             .spawn()
             .with_context(|| format!("start {} {service}", self.config.bin.display()))
     }
