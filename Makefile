@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench lint crds fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
+.PHONY: help run test bench soak lint crds fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: ## Every test, against real PostgreSQL, Redis and Kafka started by the scr
 
 bench: ## Release-build load test through the gateway; report in bench/results/latest.json
 	@bash hack/bench.sh
+
+soak: ## Chaos soak: 10,000 checkouts through the gateway, a fault every 10 s, invariants checked; report in bench/results/soak.json
+	@bash hack/soak.sh
 
 lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
