@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use storefront_runtime::config::parse_duration;
+use storefront_runtime::consumer::{ConsumerSettings, RetryPolicy};
 
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "cart-config")]
@@ -96,12 +97,42 @@ pub struct Config {
         default_value = "cart"
     )]
     pub kafka_group: String,
+    /// Attempts a checkout event that keeps failing gets before it goes to
+    /// `<topic>.dlq`. Waiting for an unreachable database does not count.
+    #[arg(
+        id = "cart-consumer-max-attempts",
+        long = "cart-consumer-max-attempts",
+        env = "CART_CONSUMER_MAX_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub consumer_max_attempts: u32,
+    /// Wait after a checkout event's first failed attempt; it doubles after each further one.
+    #[arg(id = "cart-consumer-retry-backoff", long = "cart-consumer-retry-backoff", env = "CART_CONSUMER_RETRY_BACKOFF", default_value = "200ms", value_parser = parse_duration)]
+    pub consumer_retry_backoff: Duration,
+    /// Longest wait between two attempts (also while the database is unreachable).
+    #[arg(id = "cart-consumer-retry-backoff-max", long = "cart-consumer-retry-backoff-max", env = "CART_CONSUMER_RETRY_BACKOFF_MAX", default_value = "10s", value_parser = parse_duration)]
+    pub consumer_retry_backoff_max: Duration,
     /// A cart untouched (no write) for this long expires and is deleted.
     #[arg(id = "cart-idle-expiry", long = "cart-idle-expiry", env = "CART_IDLE_EXPIRY", default_value = "90days", value_parser = parse_duration)]
     pub idle_expiry: Duration,
     /// How often expired carts are looked for.
     #[arg(id = "cart-sweep-interval", long = "cart-sweep-interval", env = "CART_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+}
+
+impl Config {
+    /// How the CheckoutCompleted consumer retries.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            retry: RetryPolicy {
+                max_attempts: self.consumer_max_attempts,
+                initial_backoff: self.consumer_retry_backoff,
+                max_backoff: self.consumer_retry_backoff_max,
+            },
+            ..ConsumerSettings::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +165,6 @@ mod tests {
         assert_eq!(config.idle_expiry, Duration::from_secs(90 * 24 * 3600));
         assert_eq!(config.kafka_topic, "checkout-events");
         assert_eq!(config.kafka_group, "cart");
+        assert_eq!(config.consumer_settings().retry, RetryPolicy::default());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use storefront_runtime::consumer::HandlerError;
 use storefront_runtime::{ErrorCode, FieldError};
 use tonic::Code;
 
@@ -43,6 +44,20 @@ impl From<sqlx::Error> for CartError {
     }
 }
 
+impl CartError {
+    /// What the CheckoutCompleted consumer does with a record whose handling
+    /// met this error (`context` names the event): the database unreachable
+    /// is waited for, never dead-lettered; data it refuses (SQLSTATE 22, 23)
+    /// is dead-lettered at once; anything else gets a bounded number of
+    /// attempts, then the DLQ.
+    pub fn for_consumer(&self, context: impl std::fmt::Display) -> HandlerError {
+        match self {
+            CartError::Database(error) => HandlerError::from_database(context, error),
+            _ => HandlerError::Failed(format!("{context}: {self}")),
+        }
+    }
+}
+
 impl ErrorCode for CartError {
     fn code(&self) -> Code {
         use CartError::*;
@@ -75,5 +90,24 @@ impl ErrorCode for CartError {
 impl From<CartError> for tonic::Status {
     fn from(error: CartError) -> Self {
         storefront_runtime::status_of(&error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_database_is_waited_for() {
+        let verdict =
+            |error: sqlx::Error| CartError::from(error).for_consumer("CheckoutCompleted c1");
+        assert!(matches!(
+            verdict(sqlx::Error::PoolTimedOut),
+            HandlerError::Unavailable(_)
+        ));
+        let HandlerError::Failed(reason) = verdict(sqlx::Error::Decode("bad lines".into())) else {
+            panic!("a cart that cannot be decoded is this record's failure");
+        };
+        assert!(reason.starts_with("CheckoutCompleted c1: "), "{reason}");
     }
 }

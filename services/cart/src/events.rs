@@ -18,10 +18,11 @@ pub fn consumer(config: &Config) -> Result<Option<EventConsumer>, StartError> {
         tracing::info!("no Kafka bootstrap servers: checked-out lines are not cleared from carts");
         return Ok(None);
     }
-    EventConsumer::new(
+    EventConsumer::with_settings(
         &config.kafka_bootstrap,
         &config.kafka_group,
         &[config.kafka_topic.as_str()],
+        &config.consumer_settings(),
     )
     .map(Some)
     .map_err(|e| StartError::Config(format!("Kafka consumer: {e}")))
@@ -59,8 +60,9 @@ impl EventHandler for CartClearing {
                 );
                 Ok(())
             }
-            // Only the database can fail here, and it will come back.
-            Err(error) => Err(HandlerError::Retry(error.to_string())),
+            Err(error) => {
+                Err(error.for_consumer(format_args!("CheckoutCompleted {}", checkout.checkout_id)))
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Errors of the inventory, each with its gRPC code and stable reason.
 
+use storefront_runtime::consumer::HandlerError;
 use storefront_runtime::{ErrorCode, FieldError};
 use tonic::Code;
 use uuid::Uuid;
@@ -35,16 +36,14 @@ pub enum InventoryError {
 }
 
 impl InventoryError {
-    /// True when trying again later may succeed: the database was unreachable
-    /// or busy, not when it refused the data itself (SQLSTATE classes 22, data
-    /// exception, and 23, integrity violation), which would refuse it forever.
-    pub fn is_transient(&self) -> bool {
+    /// What the order-events consumer does with a record this error stopped:
+    /// wait for an unreachable database, dead-letter refused data at once,
+    /// and give anything else its bounded attempts.
+    pub fn for_consumer(&self, context: impl std::fmt::Display) -> HandlerError {
         match self {
-            InventoryError::Database(sqlx::Error::Database(db)) => !db
-                .code()
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
-            InventoryError::Database(_) => true,
-            _ => false,
+            InventoryError::Database(error) => HandlerError::from_database(context, error),
+            InventoryError::Invalid(_) => HandlerError::Reject(format!("{context}: {self}")),
+            _ => HandlerError::Failed(format!("{context}: {self}")),
         }
     }
 }

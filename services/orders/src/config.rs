@@ -1,7 +1,10 @@
 //! Settings of the orders service (flags, with environment fallbacks).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use storefront_runtime::config::parse_duration;
+use storefront_runtime::consumer::{ConsumerSettings, RetryPolicy};
 use storefront_runtime::events::{CHECKOUT_EVENTS, ORDER_EVENTS};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,11 +67,43 @@ pub struct Config {
         default_value = "orders"
     )]
     pub consumer_group: String,
+    /// Attempts a checkout event that keeps failing gets before it goes to
+    /// `<topic>.dlq`. Waiting for an unreachable database does not count.
+    #[arg(
+        id = "orders-consumer-max-attempts",
+        long = "orders-consumer-max-attempts",
+        env = "ORDERS_CONSUMER_MAX_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub consumer_max_attempts: u32,
+    /// Wait after a checkout event's first failed attempt; it doubles after each further one.
+    #[arg(id = "orders-consumer-retry-backoff", long = "orders-consumer-retry-backoff", env = "ORDERS_CONSUMER_RETRY_BACKOFF", default_value = "200ms", value_parser = parse_duration)]
+    pub consumer_retry_backoff: Duration,
+    /// Longest wait between two attempts (also while the database is unreachable).
+    #[arg(id = "orders-consumer-retry-backoff-max", long = "orders-consumer-retry-backoff-max", env = "ORDERS_CONSUMER_RETRY_BACKOFF_MAX", default_value = "10s", value_parser = parse_duration)]
+    pub consumer_retry_backoff_max: Duration,
+}
+
+impl Config {
+    /// How the checkout-events consumer retries.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            retry: RetryPolicy {
+                max_attempts: self.consumer_max_attempts,
+                initial_backoff: self.consumer_retry_backoff,
+                max_backoff: self.consumer_retry_backoff_max,
+            },
+            ..ConsumerSettings::default()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use clap::{Args, FromArgMatches};
+
+    use storefront_runtime::consumer::RetryPolicy;
 
     use super::Config;
 
@@ -97,6 +132,15 @@ mod tests {
         if std::env::var_os("ORDERS_CONSUMER_GROUP").is_none() {
             assert_eq!(config.consumer_group, "orders");
         }
+        if std::env::var_os("ORDERS_CONSUMER_MAX_ATTEMPTS").is_none() {
+            assert_eq!(config.consumer_settings().retry, RetryPolicy::default());
+        }
+        assert!(
+            command()
+                .try_get_matches_from(["--orders-consumer-max-attempts", "0"])
+                .is_err(),
+            "a record gets at least one attempt"
+        );
         let help = command().render_long_help().to_string();
         for flag in [
             "--orders-listen",
@@ -106,6 +150,9 @@ mod tests {
             "--orders-checkout-topic",
             "--orders-order-topic",
             "--orders-consumer-group",
+            "--orders-consumer-max-attempts",
+            "--orders-consumer-retry-backoff",
+            "--orders-consumer-retry-backoff-max",
             "ORDERS_KAFKA_BOOTSTRAP",
         ] {
             assert!(help.contains(flag), "--help lacks {flag}");

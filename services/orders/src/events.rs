@@ -95,11 +95,7 @@ impl EventHandler for CheckoutEvents {
                 tracing::info!(checkout_id = %new.checkout_id, event_id = %event.id, "checkout already has its order");
                 Ok(())
             }
-            Err(error) if error.is_transient() => Err(HandlerError::Retry(error.to_string())),
-            Err(error) => Err(HandlerError::Reject(format!(
-                "CheckoutCompleted {}: {error}",
-                event.id
-            ))),
+            Err(error) => Err(error.for_consumer(format_args!("CheckoutCompleted {}", event.id))),
         }
     }
 }

@@ -39,10 +39,11 @@ pub async fn run(
             config.kafka_bootstrap
         ))
     };
-    let consumer = EventConsumer::new(
+    let consumer = EventConsumer::with_settings(
         &config.kafka_bootstrap,
         &config.consumer_group,
         &[config.checkout_topic.as_str()],
+        &config.consumer_settings(),
     )
     .map_err(kafka_error)?;
     let relay = OutboxRelay::new(

@@ -74,6 +74,9 @@ impl Fixture {
             checkout_topic: self.checkout_topic.clone(),
             order_topic: self.order_topic.clone(),
             consumer_group: self.group.clone(),
+            consumer_max_attempts: 3,
+            consumer_retry_backoff: Duration::from_millis(10),
+            consumer_retry_backoff_max: Duration::from_millis(100),
         };
         let server = TestServer::start(|listener, shutdown| run(config, listener, shutdown)).await;
         let client = OrderServiceClient::new(server.channel());

@@ -70,14 +70,8 @@ impl EventHandler for CancelledOrders {
             .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
         let refund = match self.ledger.refund_checkout(checkout_id).await {
             Ok(refund) => refund,
-            Err(error) if error.is_transient() => {
-                return Err(HandlerError::Retry(error.to_string()));
-            }
             Err(error) => {
-                return Err(HandlerError::Reject(format!(
-                    "OrderStatusChanged {}: {error}",
-                    event.id
-                )));
+                return Err(error.for_consumer(format!("OrderStatusChanged {}", event.id)));
             }
         };
         let order_id = changed.order_id.as_str();

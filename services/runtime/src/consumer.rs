@@ -1,11 +1,20 @@
 //! Consuming events, the one Storefront way: records of one key (the user)
 //! are handled one at a time, in order, while different keys proceed side by
 //! side; an offset is committed only after the handler says the record's
-//! effects are durable; a handler's transient
-//! failure is retried with backoff (the partition waits); a record that can
-//! never succeed (malformed, or rejected by the handler) goes to
-//! `<topic>.dlq` with the reason in its headers, and the consumer moves on.
-//! Nothing is dropped silently.
+//! effects are durable. What a handler's failure leads to depends on its
+//! kind ([`HandlerError`]): an unreachable store is waited for, however long,
+//! and never dead-lettered; a record that fails otherwise is tried
+//! [`RetryPolicy::max_attempts`] times with exponential backoff, then goes
+//! to `<topic>.dlq` with the reason in its headers; a record that can never
+//! succeed (malformed, or rejected by the handler) goes there at once. The
+//! records behind it in its lane then proceed. Nothing is dropped silently.
+//!
+//! While a record is being retried the member pauses its partitions and
+//! keeps polling, so Kafka neither evicts it (`max.poll.interval.ms`) nor
+//! hands it more records than it can take.
+
+mod dead_letter;
+mod retry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,15 +25,18 @@ use futures::FutureExt;
 use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::Notify;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::Shutdown;
-use crate::events::{Event, TRACE_HEADERS, dead_letter_topic};
+use crate::events::{Event, TRACE_HEADERS};
 use crate::kafka;
+use dead_letter::DeadLetter;
+pub use retry::{ConsumerSettings, HandlerError, RetryPolicy};
 
 /// Records of one lane are handled in order: a partition and a key.
 type Lane<'a> = (i32, Option<&'a [u8]>);
@@ -34,17 +46,6 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The most records taken into one batch.
 pub const MAX_BATCH: usize = 128;
-
-/// Why a handler could not process an event.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// Worth retrying: a database or a dependency is unavailable.
-    #[error("transient: {0}")]
-    Retry(String),
-    /// Will never succeed (a payload the handler cannot accept): dead-letter it.
-    #[error("rejected: {0}")]
-    Reject(String),
-}
 
 /// What a consumer does with each event.
 pub trait EventHandler: Send + Sync {
@@ -57,24 +58,48 @@ pub struct EventConsumer {
     lag_in_flight: Arc<AtomicBool>,
     dead_letters: FutureProducer,
     group: String,
+    settings: ConsumerSettings,
+    /// Told whenever a record is about to wait for a retry: the member then
+    /// pauses its partitions and polls until the batch is done.
+    retrying: Notify,
 }
 
 enum Outcome {
     Done,
-    DeadLetter(String),
+    DeadLetter(DeadLetter),
     Stopped,
 }
 
 impl EventConsumer {
-    /// Joins `group` and subscribes to `topics`.
+    /// Joins `group` and subscribes to `topics`, with the default settings.
     pub fn new(bootstrap_servers: &str, group: &str, topics: &[&str]) -> Result<Self, KafkaError> {
-        let consumer = kafka::consumer(bootstrap_servers, group)?;
+        Self::with_settings(
+            bootstrap_servers,
+            group,
+            topics,
+            &ConsumerSettings::default(),
+        )
+    }
+
+    /// Joins `group` and subscribes to `topics`, retrying as `settings` say.
+    pub fn with_settings(
+        bootstrap_servers: &str,
+        group: &str,
+        topics: &[&str],
+        settings: &ConsumerSettings,
+    ) -> Result<Self, KafkaError> {
+        let consumer =
+            kafka::consumer_polled_within(bootstrap_servers, group, settings.max_poll_interval)?;
         consumer.subscribe(topics)?;
+        let mut settings = *settings;
+        settings.retry.max_attempts = settings.retry.max_attempts.max(1);
         Ok(EventConsumer {
             consumer: Arc::new(consumer),
             lag_in_flight: Arc::default(),
             dead_letters: kafka::producer(bootstrap_servers)?,
             group: group.to_owned(),
+            settings,
+            retrying: Notify::new(),
         })
     }
 
@@ -88,27 +113,32 @@ impl EventConsumer {
         let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lag_recorded = std::time::Instant::now();
+        // Records that arrived while a batch was being handled (its
+        // partitions paused): they lead the next batch.
+        let mut carried: Vec<BorrowedMessage<'_>> = Vec::new();
         loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = lag_tick.tick() => {
-                    self.record_lag();
-                    lag_recorded = std::time::Instant::now();
-                    continue;
-                }
-                message = self.consumer.recv() => message,
-            };
-            let first = match first {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, group = %self.group, "Kafka receive failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            let mut batch = std::mem::take(&mut carried);
+            if batch.is_empty() {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = lag_tick.tick() => {
+                        self.record_lag();
+                        lag_recorded = std::time::Instant::now();
+                        continue;
+                    }
+                    message = self.consumer.recv() => message,
+                };
+                match first {
+                    Ok(message) => batch.push(message),
+                    Err(error) => {
+                        tracing::warn!(%error, group = %self.group, "Kafka receive failed; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
                     }
                 }
-            };
-            let mut batch = vec![first];
+            }
             while batch.len() < MAX_BATCH {
                 match self.consumer.recv().now_or_never() {
                     Some(Ok(message)) => batch.push(message),
@@ -129,15 +159,15 @@ impl EventConsumer {
                 }
             }
             let (this, handler, shutdown) = (&self, &handler, &shutdown);
-            let handled = futures::future::join_all(lanes.iter().map(|(_, records)| async move {
+            let handling = futures::future::join_all(lanes.iter().map(|(_, records)| async move {
                 for message in records {
                     if !this.handle_record(handler, message, shutdown).await {
                         return false;
                     }
                 }
                 true
-            }))
-            .await;
+            }));
+            let handled = self.staying_in_group(handling, &mut carried).await;
             if !handled.iter().all(|done| *done) {
                 // Stopped mid-batch: nothing of it is committed, so it is all
                 // delivered again (handlers are idempotent).
@@ -168,6 +198,82 @@ impl EventConsumer {
             }
         }
         tracing::info!(group = %self.group, "consumer stopped");
+    }
+
+    /// Drives `work` (a batch being handled) to its end while keeping this
+    /// member in its group. Once a record waits for a retry, or the batch has
+    /// taken a quarter of `max.poll.interval`, every assigned partition is
+    /// paused and the consumer polled meanwhile: librdkafka then neither
+    /// evicts the member nor fetches more. A record that arrives anyway (one
+    /// fetched before the pause, or from a partition assigned since) joins
+    /// `carried`, after every record of the batch, so lane order holds. The
+    /// partitions are resumed when the batch is done.
+    async fn staying_in_group<'c, F: Future>(
+        &'c self,
+        work: F,
+        carried: &mut Vec<BorrowedMessage<'c>>,
+    ) -> F::Output {
+        // A retry of an earlier batch may have left a wake-up behind.
+        let _ = self.retrying.notified().now_or_never();
+        let mut work = std::pin::pin!(work);
+        // The lag gauge shows a long outage growing, not the last batch's lag.
+        let mut lag_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + LAG_INTERVAL, LAG_INTERVAL);
+        let mut slow = std::pin::pin!(tokio::time::sleep(self.settings.max_poll_interval / 4));
+        let mut polling = false;
+        let mut paused = None;
+        let output = loop {
+            tokio::select! {
+                biased;
+                output = &mut work => break output,
+                () = self.retrying.notified(), if !polling => {
+                    polling = true;
+                    paused = self.pause();
+                }
+                () = &mut slow, if !polling => {
+                    polling = true;
+                    paused = self.pause();
+                }
+                _ = lag_tick.tick(), if polling => self.record_lag(),
+                received = self.consumer.recv(), if polling => match received {
+                    Ok(message) => carried.push(message),
+                    Err(error) => {
+                        tracing::warn!(%error, group = %self.group, "Kafka receive failed while paused");
+                    }
+                },
+            }
+        };
+        if let Some(partitions) = paused {
+            self.resume(&partitions);
+        }
+        output
+    }
+
+    /// Pauses every partition assigned to this member; the ones paused.
+    fn pause(&self) -> Option<TopicPartitionList> {
+        let assignment = self
+            .consumer
+            .assignment()
+            .inspect_err(|error| tracing::warn!(%error, group = %self.group, "cannot read the assignment to pause it"))
+            .ok()?;
+        self.consumer
+            .pause(&assignment)
+            .inspect_err(
+                |error| tracing::warn!(%error, group = %self.group, "cannot pause the partitions"),
+            )
+            .ok()?;
+        tracing::info!(group = %self.group, partitions = assignment.count(), "partitions paused while records are retried");
+        metrics::gauge!("event_consumer_paused", "group" => self.group.clone()).set(1.0);
+        Some(assignment)
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) {
+        // Partitions revoked meanwhile are not ours to resume; the rest are.
+        if let Err(error) = self.consumer.resume(partitions) {
+            tracing::warn!(%error, group = %self.group, "cannot resume the partitions");
+        }
+        tracing::info!(group = %self.group, "partitions resumed");
+        metrics::gauge!("event_consumer_paused", "group" => self.group.clone()).set(0.0);
     }
 
     /// Sets `kafka_consumer_lag{group,topic,partition}`: the partition's high
@@ -241,14 +347,24 @@ impl EventConsumer {
         {
             Outcome::Stopped => false,
             Outcome::Done => true,
-            Outcome::DeadLetter(reason) => {
-                self.dead_letter(message, &reason, shutdown)
-                    .instrument(span)
-                    .await
+            Outcome::DeadLetter(letter) => {
+                dead_letter::write(
+                    &self.dead_letters,
+                    &self.group,
+                    message,
+                    &letter,
+                    &self.retrying,
+                    shutdown,
+                )
+                .instrument(span)
+                .await
             }
         }
     }
 
+    /// Runs the handler on one record until it succeeds, is dead-lettered,
+    /// or shutdown comes. Failures of the record count towards its attempts;
+    /// waiting for an unreachable store does not.
     async fn process<H: EventHandler>(
         &self,
         handler: &H,
@@ -257,97 +373,69 @@ impl EventConsumer {
     ) -> Outcome {
         let event = match Event::from_message(message) {
             Ok(event) => event,
-            Err(error) => return Outcome::DeadLetter(format!("malformed record: {error}")),
+            Err(error) => {
+                return Outcome::DeadLetter(DeadLetter {
+                    class: "malformed",
+                    reason: format!("malformed record: {error}"),
+                    attempts: 0,
+                });
+            }
         };
         tracing::Span::current().record("messaging.message.id", tracing::field::display(event.id));
-        let mut backoff = Duration::from_millis(100);
+        let policy = self.settings.retry;
+        let (mut failures, mut outages) = (0_u32, 0_u32);
         loop {
-            match handler.handle(&event).await {
+            let (class, reason, backoff) = match handler.handle(&event).await {
                 Ok(()) => {
                     metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "ok")
                         .increment(1);
                     return Outcome::Done;
                 }
-                Err(HandlerError::Reject(reason)) => return Outcome::DeadLetter(reason),
-                Err(HandlerError::Retry(reason)) => {
-                    metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "retry")
-                        .increment(1);
-                    tracing::warn!(%reason, ?backoff, event_id = %event.id, "event handling failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Outcome::Stopped,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                Err(HandlerError::Reject(reason)) => {
+                    return Outcome::DeadLetter(DeadLetter {
+                        class: "rejected",
+                        reason,
+                        attempts: failures + 1,
+                    });
                 }
-            }
-        }
-    }
-
-    /// Copies the record to `<topic>.dlq` with the reason; true once Kafka has
-    /// it (retrying until then), false if shutdown came first.
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        reason: &str,
-        shutdown: &Shutdown,
-    ) -> bool {
-        let topic = dead_letter_topic(message.topic());
-        tracing::error!(%reason, dlq = %topic, offset = message.offset(), "event dead-lettered");
-        metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "dead_letter")
+                Err(HandlerError::Failed(reason)) => {
+                    failures += 1;
+                    if failures >= policy.max_attempts {
+                        return Outcome::DeadLetter(DeadLetter {
+                            class: "failed",
+                            reason,
+                            attempts: failures,
+                        });
+                    }
+                    ("failed", reason, policy.backoff(failures))
+                }
+                Err(HandlerError::Unavailable(reason)) => {
+                    outages += 1;
+                    ("unavailable", reason, policy.backoff(outages))
+                }
+            };
+            metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "retry")
+                .increment(1);
+            metrics::counter!(
+                "event_retries_total",
+                "group" => self.group.clone(),
+                "topic" => message.topic().to_owned(),
+                "class" => class
+            )
             .increment(1);
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut headers = OwnedHeaders::new();
-            if let Some(original) = message.headers() {
-                for header in original.iter() {
-                    headers = headers.insert(header);
-                }
-            }
-            let headers = headers
-                .insert(Header {
-                    key: "dlq_reason",
-                    value: Some(reason),
-                })
-                .insert(Header {
-                    key: "dlq_topic",
-                    value: Some(message.topic()),
-                })
-                .insert(Header {
-                    key: "dlq_partition",
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: "dlq_offset",
-                    value: Some(&offset),
-                })
-                .insert(Header {
-                    key: "dlq_group",
-                    value: Some(&self.group),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&topic).headers(headers);
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            if let Some(payload) = message.payload() {
-                record = record.payload(payload);
-            }
-            match self
-                .dead_letters
-                .send(record, Duration::from_secs(10))
-                .await
-            {
-                Ok(_) => return true,
-                Err((error, _)) => {
-                    tracing::warn!(%error, dlq = %topic, "cannot write to the dead-letter topic; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+            tracing::warn!(
+                %reason,
+                class,
+                failures,
+                max_attempts = policy.max_attempts,
+                ?backoff,
+                event_id = %event.id,
+                "event handling failed; retrying"
+            );
+            self.retrying.notify_one();
+            tokio::select! {
+                _ = shutdown.cancelled() => return Outcome::Stopped,
+                _ = tokio::time::sleep(backoff) => {}
             }
         }
     }

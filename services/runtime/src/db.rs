@@ -38,6 +38,42 @@ fn is_transient(error: &sqlx::Error) -> bool {
         || matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
 }
 
+/// True when `error` says the database cannot be reached or cannot work
+/// right now — the connection refused, lost or timed out, the pool
+/// exhausted or closed, the server shutting down or out of resources, or a
+/// failover that left the pool on a read-only standby — rather than that
+/// this statement failed. Only waiting helps, and every statement would fail
+/// alike.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unreachable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a server that cannot serve anyone at the moment.
+fn unreachable_sqlstate(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (disk full, out
+    // of memory, too many connections); 58: system error (I/O error).
+    ["08", "53", "58"].iter().any(|class| code.starts_with(class))
+        // admin_shutdown, crash_shutdown, cannot_connect_now; read-only
+        // transaction (the pool reached a standby after a failover).
+        || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
+}
+
+/// True when the database refused the data itself: SQLSTATE class 22 (data
+/// exception, or a value sqlx cannot encode) or 23 (integrity constraint
+/// violation). The same data is
+/// refused again however often it is sent.
+pub fn is_data_refused(error: &sqlx::Error) -> bool {
+    refusal(error).is_some()
+}
+
 /// True when `error` is a unique-constraint violation (SQLSTATE 23505).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
@@ -79,17 +115,9 @@ pub fn code_of(error: &sqlx::Error) -> tonic::Code {
         Some(Refusal::Data) => tonic::Code::InvalidArgument,
         Some(Refusal::Integrity) => tonic::Code::FailedPrecondition,
         // Overloaded or unreachable: worth a retry, and a 503 to the client.
-        None if is_unavailable(error) => tonic::Code::Unavailable,
+        None if is_unreachable(error) => tonic::Code::Unavailable,
         None => tonic::Code::Internal,
     }
-}
-
-/// True when the database could not be reached or no connection was free in time.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    ) || matches!(error, sqlx::Error::Database(db) if db.code().as_deref().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
 /// The stable reason that goes with [`code_of`].
@@ -97,7 +125,7 @@ pub fn reason_of(error: &sqlx::Error) -> &'static str {
     match refusal(error) {
         Some(Refusal::Data) => "INVALID_DATA",
         Some(Refusal::Integrity) => "CONSTRAINT_VIOLATION",
-        None if is_unavailable(error) => "DATABASE_UNAVAILABLE",
+        None if is_unreachable(error) => "DATABASE_UNAVAILABLE",
         None => "INTERNAL",
     }
 }
@@ -107,9 +135,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_trouble_is_unreachable_and_statement_trouble_is_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unreachable(&sqlx::Error::Io(refused)));
+        assert!(is_unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unreachable(&sqlx::Error::PoolClosed));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+        assert!(!is_unreachable(&sqlx::Error::Decode("bad".into())));
+        assert!(!is_unreachable(&sqlx::Error::Protocol("odd".into())));
+        for code in [
+            "08006", "08001", "53300", "53100", "58030", "57P01", "57P03", "25006",
+        ] {
+            assert!(unreachable_sqlstate(code), "{code}");
+        }
+        // Syntax or privilege (42), a raised exception (P0), a serialization
+        // failure (40), an object in the wrong state (55): this statement.
+        for code in [
+            "42501", "42P01", "P0001", "40001", "55000", "22003", "23505",
+        ] {
+            assert!(!unreachable_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
     fn only_the_database_s_own_faults_are_internal() {
-        assert_eq!(code_of(&sqlx::Error::PoolTimedOut), tonic::Code::Unavailable);
-        assert_eq!(reason_of(&sqlx::Error::PoolTimedOut), "DATABASE_UNAVAILABLE");
+        assert_eq!(
+            code_of(&sqlx::Error::PoolTimedOut),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            reason_of(&sqlx::Error::PoolTimedOut),
+            "DATABASE_UNAVAILABLE"
+        );
         assert_eq!(code_of(&sqlx::Error::RowNotFound), tonic::Code::Internal);
         assert_eq!(reason_of(&sqlx::Error::RowNotFound), "INTERNAL");
         let encode = sqlx::Error::Encode("value out of range".into());

@@ -1,5 +1,6 @@
 //! Serving gRPC the one Storefront way: the service's own handlers plus
-//! `grpc.health.v1` and reflection, a span and RED metrics around every RPC, and
+//! `grpc.health.v1` and reflection (`grpc.reflection.v1` and, for older
+//! clients, `v1alpha`, each listing only what this port serves), a span and RED metrics around every RPC, and
 //! a graceful stop that reports NOT_SERVING, then drains in-flight calls.
 
 use std::convert::Infallible;
@@ -54,12 +55,17 @@ impl GrpcServer {
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(storefront_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartError::Config(format!("gRPC reflection: {e}")))?;
-        routes.add_service(health).add_service(reflection);
+        let reflection_error = |e: tonic_reflection::server::Error| {
+            StartError::Config(format!("gRPC reflection: {e}"))
+        };
+        let reflection_v1 = reflection(&names).build_v1().map_err(reflection_error)?;
+        let reflection_v1alpha = reflection(&names)
+            .build_v1alpha()
+            .map_err(reflection_error)?;
+        routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, services = ?names, "gRPC server listening");
@@ -81,6 +87,32 @@ impl GrpcServer {
         tracing::info!(%addr, "gRPC server stopped");
         Ok(())
     }
+}
+
+/// Names of the services every server offers besides its own.
+const STANDARD_SERVICES: [&str; 3] = [
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+];
+
+/// Reflection (either version) for a server that serves `names`: it lists
+/// exactly those, health and both reflection versions — not every service
+/// the shop's descriptors define, which under `storefront all` would send a
+/// client to ports that do not serve what they list — and describes them
+/// from the shop's, health's and reflection's descriptors.
+fn reflection<'b>(names: &[&str]) -> tonic_reflection::server::Builder<'b> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(storefront_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        // Both reflection descriptors are registered above, for both versions.
+        .include_reflection_service(false);
+    for name in names.iter().chain(&STANDARD_SERVICES) {
+        builder = builder.with_service_name(*name);
+    }
+    builder
 }
 
 /// Wraps every RPC in a server span (`rpc.system`, `rpc.service`, `rpc.method`,

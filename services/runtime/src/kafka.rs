@@ -33,15 +33,33 @@ pub fn producer(bootstrap_servers: &str) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// How long a silent member stays in its group (librdkafka's default is 45 s).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A consumer in `group` that never auto-commits: offsets are committed by
 /// the caller once a record's effects are durable.
 pub fn consumer(bootstrap_servers: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+    consumer_polled_within(bootstrap_servers, group, Duration::from_secs(300))
+}
+
+/// [`consumer`], evicted from its group by librdkafka when the application
+/// has not polled it for `max_poll_interval` (`max.poll.interval.ms`, at
+/// most 24 h; the session timeout is kept no longer than it).
+pub fn consumer_polled_within(
+    bootstrap_servers: &str,
+    group: &str,
+    max_poll_interval: Duration,
+) -> Result<StreamConsumer, KafkaError> {
+    let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let max_poll = millis(max_poll_interval).clamp(1, 86_400_000);
+    let session = millis(SESSION_TIMEOUT).min(max_poll);
     base(bootstrap_servers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", session.to_string())
+        .set("max.poll.interval.ms", max_poll.to_string())
         .create()
 }
 

@@ -1,7 +1,8 @@
 //! The outbox relay and the event consumer against a real PostgreSQL and
 //! Kafka: committed events are published once, in order per key, rolled-back
-//! ones never; consumed records are committed only when handled, transient
-//! failures are retried, and records that cannot be handled reach the DLQ.
+//! ones never; consumed records are committed only when handled, failures
+//! are retried a bounded number of times and an unreachable store for as
+//! long as it takes, and records that cannot be handled reach the DLQ.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -15,7 +16,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use sqlx::PgPool;
-use storefront_runtime::consumer::{EventConsumer, EventHandler, HandlerError};
+use storefront_runtime::consumer::{
+    ConsumerSettings, EventConsumer, EventHandler, HandlerError, RetryPolicy,
+};
 use storefront_runtime::events::{self, Event, dead_letter_topic};
 use storefront_runtime::outbox::{self, OutboxRelay};
 use storefront_runtime::testing::{fresh_database, kafka_bootstrap_servers};
@@ -190,8 +193,8 @@ async fn the_relay_keeps_events_while_kafka_is_unreachable() {
     assert_eq!(received[0].id, event.id);
 }
 
-/// Records what it handled; fails transiently on the first two attempts of
-/// step 2 and rejects step 5.
+/// Records what it handled; fails the first two attempts of step 2 (fewer
+/// than it gets) and rejects step 5.
 #[derive(Clone, Default)]
 struct Recorder {
     handled: Arc<Mutex<Vec<u32>>>,
@@ -210,7 +213,7 @@ impl EventHandler for Recorder {
             *a
         };
         if step.n == 2 && attempt <= 2 {
-            return Err(HandlerError::Retry("database briefly unavailable".into()));
+            return Err(HandlerError::Failed("serialization failure".into()));
         }
         if step.n == 5 {
             return Err(HandlerError::Reject("step 5 is not acceptable".into()));
@@ -415,4 +418,224 @@ async fn different_keys_are_handled_side_by_side() {
     assert_eq!(*handler.order.lock().unwrap(), vec!["other-1", "waiting-1"]);
     shutdown.cancel();
     task.await.expect("consumer task");
+}
+
+/// Reads `count` records of `topic`'s dead-letter topic, from its start.
+async fn dead_letters(topic: &str, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let bootstrap = kafka_bootstrap_servers();
+    let reader = kafka::consumer(
+        &bootstrap,
+        &format!("{topic}-dlq-reader-{}", uuid::Uuid::new_v4()),
+    )
+    .expect("dlq consumer");
+    reader
+        .subscribe(&[&dead_letter_topic(topic)])
+        .expect("subscribe");
+    let mut records = Vec::new();
+    while records.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(60), reader.recv())
+            .await
+            .expect("dead letters within 60 s")
+            .expect("record");
+        records.push(message.detach());
+    }
+    records
+}
+
+fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+async fn publish_steps(topic: &str, key: &str, steps: std::ops::RangeInclusive<u32>) {
+    let producer = kafka::producer(&kafka_bootstrap_servers()).expect("producer");
+    for n in steps {
+        let event = Event::new(
+            "dev.storefront.test.step.v1",
+            "/storefront/test",
+            key,
+            &Step {
+                user: key.into(),
+                n,
+            },
+        )
+        .expect("event");
+        events::publish(&producer, topic, &event)
+            .await
+            .expect("publish");
+    }
+}
+
+/// Fails step 3 on every attempt, as a record the store keeps refusing
+/// (for a reason that is not "unreachable") would.
+#[derive(Clone, Default)]
+struct Stubborn {
+    handled: Arc<Mutex<Vec<u32>>>,
+    attempts: Arc<Mutex<HashMap<u32, u32>>>,
+}
+
+impl EventHandler for Stubborn {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let step: Step = event
+            .decode()
+            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+        *self.attempts.lock().unwrap().entry(step.n).or_default() += 1;
+        if step.n == 3 {
+            return Err(HandlerError::Failed(
+                "step 3 breaks a rule the store enforces".into(),
+            ));
+        }
+        self.handled.lock().unwrap().push(step.n);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_failing_is_dead_lettered_after_its_attempts() {
+    let bootstrap = kafka_bootstrap_servers();
+    let topic = topic_pair("stubborn").await;
+    let group = format!("{topic}-group");
+    // One key: one partition, one order.
+    publish_steps(&topic, "same-user", 1..=5).await;
+
+    let handler = Stubborn::default();
+    let shutdown = Shutdown::new();
+    let settings = ConsumerSettings {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+        ..ConsumerSettings::default()
+    };
+    let consumer =
+        EventConsumer::with_settings(&bootstrap, &group, &[&topic], &settings).expect("consumer");
+    let task = tokio::spawn(consumer.run(handler.clone(), shutdown.clone()));
+    wait_until("steps 1, 2, 4 and 5", || {
+        handler.handled.lock().unwrap().len() == 4
+    })
+    .await;
+    assert_eq!(
+        *handler.handled.lock().unwrap(),
+        vec![1, 2, 4, 5],
+        "the records behind the failing one are handled, in order"
+    );
+    assert_eq!(
+        handler.attempts.lock().unwrap()[&3],
+        4,
+        "the failing record got exactly its attempts"
+    );
+
+    let letters = dead_letters(&topic, 1).await;
+    let letter = &letters[0];
+    let step: Step = serde_json::from_slice(letter.payload().expect("payload")).expect("step");
+    assert_eq!(step.n, 3, "the original record is kept");
+    assert_eq!(letter.key(), Some(&b"same-user"[..]));
+    let reason = header(letter, "dlq_reason").expect("dlq_reason");
+    assert!(
+        reason.contains("step 3 breaks a rule the store enforces"),
+        "{reason}"
+    );
+    assert_eq!(header(letter, "dlq_error_class").as_deref(), Some("failed"));
+    assert_eq!(header(letter, "dlq_attempts").as_deref(), Some("4"));
+    assert_eq!(header(letter, "dlq_group").as_deref(), Some(group.as_str()));
+    assert_eq!(
+        header(letter, "ce_type").as_deref(),
+        Some("dev.storefront.test.step.v1")
+    );
+    shutdown.cancel();
+    task.await.expect("consumer task");
+}
+
+/// Step 2 finds its store unreachable until `back` (counted from its first
+/// attempt), then succeeds.
+#[derive(Clone)]
+struct Outage {
+    lasts: Duration,
+    began: Arc<Mutex<Option<std::time::Instant>>>,
+    handled: Arc<Mutex<Vec<u32>>>,
+    attempts: Arc<Mutex<HashMap<u32, u32>>>,
+}
+
+impl EventHandler for Outage {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let step: Step = event
+            .decode()
+            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+        *self.attempts.lock().unwrap().entry(step.n).or_default() += 1;
+        if step.n == 2 {
+            let began = *self
+                .began
+                .lock()
+                .unwrap()
+                .get_or_insert_with(std::time::Instant::now);
+            if began.elapsed() < self.lasts {
+                return Err(HandlerError::Unavailable(
+                    "connection refused (the store is down)".into(),
+                ));
+            }
+        }
+        self.handled.lock().unwrap().push(step.n);
+        Ok(())
+    }
+}
+
+/// An outage longer than the attempts a failing record gets, and twice as
+/// long as `max.poll.interval.ms`: the record waits for the store instead of
+/// going to the DLQ, and the member keeps its partitions meanwhile (a member
+/// evicted for not polling would see its uncommitted records again).
+#[tokio::test]
+async fn an_unreachable_store_is_waited_for_and_the_member_stays_in_its_group() {
+    let bootstrap = kafka_bootstrap_servers();
+    let topic = topic_pair("outage").await;
+    let group = format!("{topic}-group");
+    publish_steps(&topic, "same-user", 1..=3).await;
+
+    let handler = Outage {
+        lasts: Duration::from_secs(16),
+        began: Arc::default(),
+        handled: Arc::default(),
+        attempts: Arc::default(),
+    };
+    let settings = ConsumerSettings {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        },
+        // The broker's smallest session timeout is 6 s; 7 s leaves room.
+        max_poll_interval: Duration::from_secs(7),
+    };
+    let shutdown = Shutdown::new();
+    let consumer =
+        EventConsumer::with_settings(&bootstrap, &group, &[&topic], &settings).expect("consumer");
+    let task = tokio::spawn(consumer.run(handler.clone(), shutdown.clone()));
+    wait_until("steps 1, 2 and 3", || {
+        handler.handled.lock().unwrap().len() >= 3
+    })
+    .await;
+    // Time for a redelivery to show, had the member lost its partitions.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        *handler.handled.lock().unwrap(),
+        vec![1, 2, 3],
+        "each step once, in order"
+    );
+    assert!(
+        handler.attempts.lock().unwrap()[&2] > 10,
+        "step 2 was retried through the outage: {:?}",
+        handler.attempts.lock().unwrap()
+    );
+    shutdown.cancel();
+    task.await.expect("consumer task");
+
+    let reader = kafka::consumer(&bootstrap, &format!("{topic}-watermarks")).expect("consumer");
+    let (low, high) = reader
+        .fetch_watermarks(&dead_letter_topic(&topic), 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(high - low, 0, "nothing dead-lettered");
 }

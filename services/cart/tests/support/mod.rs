@@ -46,6 +46,9 @@ pub fn config(database_url: &str, product_url: &str) -> Config {
         kafka_bootstrap: String::new(),
         kafka_topic: "checkout-events".to_owned(),
         kafka_group: "cart".to_owned(),
+        consumer_max_attempts: 3,
+        consumer_retry_backoff: Duration::from_millis(10),
+        consumer_retry_backoff_max: Duration::from_millis(100),
         idle_expiry: Duration::from_secs(90 * 24 * 3600),
         sweep_interval: Duration::from_secs(3600),
     }
