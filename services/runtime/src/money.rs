@@ -19,6 +19,20 @@ impl Currency {
         // Only ASCII upper-case letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// How many decimal places its minor unit has (ISO 4217): 0 for the yen
+    /// or the won, 3 for the dinars of Bahrain, Iraq, Jordan, Kuwait, Libya
+    /// and Tunisia and the Omani rial, 4 for the Chilean and Uruguayan units
+    /// of account, 2 for every other currency.
+    pub fn minor_units(&self) -> u32 {
+        match &self.0 {
+            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG"
+            | b"RWF" | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+            b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
+            b"CLF" | b"UYW" => 4,
+            _ => 2,
+        }
+    }
 }
 
 impl TryFrom<&str> for Currency {
@@ -86,9 +100,20 @@ impl Money {
         })
     }
 
-    /// The REST form: "1299.99" (two decimals, as every supported currency has).
+    /// The REST form, with the currency's own number of decimals:
+    /// "1299.99" USD, "1300" JPY, "12.345" KWD.
     pub fn decimal(&self) -> String {
-        format!("{}.{:02}", self.minor / 100, self.minor % 100)
+        let places = self.currency.minor_units();
+        if places == 0 {
+            return self.minor.to_string();
+        }
+        let unit = 10_i64.pow(places);
+        format!(
+            "{}.{:0width$}",
+            self.minor / unit,
+            self.minor % unit,
+            width = places as usize
+        )
     }
 
     /// Parses a proto `Money` named `field` in error messages.
@@ -128,6 +153,21 @@ mod tests {
         );
         assert_eq!(Money::new(5, usd).map(|m| m.decimal()), Ok("0.05".into()));
         assert_eq!(Money::zero(usd).decimal(), "0.00");
+    }
+
+    #[test]
+    fn decimal_form_follows_the_currency_s_minor_unit() {
+        let show = |minor: i64, code: &str| {
+            Currency::try_from(code)
+                .and_then(|c| Money::new(minor, c))
+                .map(|m| m.decimal())
+        };
+        assert_eq!(show(1300, "JPY"), Ok("1300".into()));
+        assert_eq!(show(12_345, "KWD"), Ok("12.345".into()));
+        assert_eq!(show(7, "BHD"), Ok("0.007".into()));
+        assert_eq!(show(10_000, "CLF"), Ok("1.0000".into()));
+        assert_eq!(show(199, "EUR"), Ok("1.99".into()));
+        assert_eq!(show(0, "KRW"), Ok("0".into()));
     }
 
     #[test]

@@ -137,8 +137,7 @@ impl Barrage<'_> {
     fn check(&mut self, what: String, status: StatusCode) {
         self.sent += 1;
         if status.is_server_error() {
-            let mut what = what;
-            what.truncate(300);
+            let what: String = what.chars().take(300).collect();
             self.server_errors.push(format!("{status} for {what}"));
         }
     }

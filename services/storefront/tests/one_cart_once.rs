@@ -130,3 +130,30 @@ async fn a_checkout_slower_than_the_gateway_answers_202_with_where_to_look() {
     shop.wait_for_order(&cy, &id).await;
     assert_eq!(charges(&shop, "cy").await, 1);
 }
+
+#[tokio::test]
+async fn checkout_prices_the_committed_cart_not_an_older_cached_copy() {
+    let shop = Shop::start(Options::default()).await;
+    let dee = shop.token("dee");
+    shop.add_to_cart(&dee, 2, 1).await;
+    // Reading fills the cache with one mouse.
+    let cached = shop.call(Method::GET, "/api/v1/cart", &dee, None).await;
+    assert_eq!(cached.body["total"], "29.99");
+    // A committed change the cache has not seen (as when another cart replica
+    // wrote while a slow cache fill of this one was in flight).
+    let pool = sqlx::PgPool::connect(&shop.databases["cart"])
+        .await
+        .expect("cart database");
+    sqlx::query("UPDATE carts SET items = jsonb_set(items, '{0,quantity}', '3') WHERE user_id = $1")
+        .bind("dee")
+        .execute(&pool)
+        .await
+        .expect("change the stored cart");
+    let stale = shop.call(Method::GET, "/api/v1/cart", &dee, None).await;
+    assert_eq!(stale.body["total"], "29.99", "the cache still holds the old cart");
+
+    let bought = shop.checkout(&dee, "committed", "pm_card_visa").await;
+    assert_eq!(bought.status, StatusCode::CREATED, "{:?}", bought.body);
+    assert_eq!(bought.body["total"], "89.97", "priced from PostgreSQL");
+    assert_eq!(shop.stock(2).await.available, 197);
+}
