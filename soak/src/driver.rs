@@ -283,6 +283,19 @@ impl Client {
                             break;
                         }
                     },
+                    // Another checkout of this cart is in flight: follow it,
+                    // as its Location says, rather than start one more.
+                    (409, Some("checkout_in_progress"))
+                        if answer.body["checkout_id"].is_string() =>
+                    {
+                        match self.poll(who, &key, &answer).await {
+                            Some(ending) => return (ending, attempt),
+                            None => {
+                                last = "still_running".to_owned();
+                                break;
+                            }
+                        }
+                    }
                     (409, Some("checkout_in_progress")) => {
                         last = "checkout_in_progress".to_owned();
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::client_log::{ClientRecord, Op};
 
 /// The session states that end a saga.
-const TERMINAL: [&str; 2] = ["COMPLETED", "FAILED"];
+/// Final statuses: NEEDS_ATTENTION ends a session a person must settle
+/// (counted in the report, beside the invariant).
+const TERMINAL: [&str; 3] = ["COMPLETED", "FAILED", "NEEDS_ATTENTION"];
 /// At most this many example ids per verdict, enough to start digging.
 const EXAMPLES: usize = 5;
 
@@ -384,6 +386,14 @@ fn no_open_sessions(facts: &Facts) -> Verdict {
             *open.entry(session.status.clone()).or_default() += 1;
             v.violation("open", || format!("{} ({})", session.id, session.status));
         }
+    }
+    let attention = facts
+        .sessions
+        .iter()
+        .filter(|s| s.status == "NEEDS_ATTENTION")
+        .count() as u64;
+    if attention > 0 {
+        v.note("needs_attention", attention);
     }
     // The open ones by state, as notes beside the single violation count.
     for (status, count) in open {

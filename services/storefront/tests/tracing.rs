@@ -160,6 +160,10 @@ async fn one_checkout_is_one_trace_across_every_hop() {
         shop.add_to_cart(&token, 1, 1).await.status,
         StatusCode::CREATED
     );
+    // The customer looks at the cart (read through the cache; the checkout
+    // itself reads the committed cart past it).
+    let cart = shop.call(Method::GET, "/api/v1/cart", &token, None).await;
+    assert_eq!(cart.status, StatusCode::OK);
     // The caller's trace: the gateway continues it.
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
