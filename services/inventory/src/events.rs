@@ -5,41 +5,22 @@
 //! consumer commits the offset). A checkout without a confirmed reservation
 //! here has nothing to return: a log line, and the consumer moves on.
 
-use storefront_proto::events::v1::OrderStatusChanged;
 use storefront_runtime::StartError;
+use storefront_runtime::consumer::cancellations::{self, Cancellation};
 use storefront_runtime::consumer::{EventConsumer, EventHandler, HandlerError};
-use storefront_runtime::error::parse_uuid;
-use storefront_runtime::events::{Event, event_type};
+use storefront_runtime::events::Event;
 
 use crate::config::OrderEventsConfig;
 use crate::store::{StockLedger, StockReturn};
 
-/// The order status that puts the stock back.
-const CANCELLED: &str = "CANCELLED";
-
-/// Joins the inventory's consumer group, or `None` when Kafka is switched off.
+/// Joins the inventory service's consumer group, or `None` when Kafka is switched off.
 pub fn consumer(config: &OrderEventsConfig) -> Result<Option<EventConsumer>, StartError> {
-    if config.kafka_bootstrap.is_empty() {
-        tracing::warn!("no Kafka bootstrap servers: cancelled orders' stock is not returned");
-        return Ok(None);
-    }
-    let consumer = EventConsumer::new(
+    cancellations::join(
         &config.kafka_bootstrap,
         &config.consumer_group,
-        &[config.order_topic.as_str()],
+        &config.order_topic,
+        "cancelled orders' stock is not returned",
     )
-    .map_err(|e| {
-        StartError::Config(format!(
-            "Kafka consumer for {}: {e}",
-            config.kafka_bootstrap
-        ))
-    })?;
-    tracing::info!(
-        topic = %config.order_topic,
-        group = %config.consumer_group,
-        "returning the stock of cancelled orders"
-    );
-    Ok(Some(consumer))
 }
 
 /// Returns the stock of every cancelled order.
@@ -55,26 +36,20 @@ impl CancelledOrders {
 
 impl EventHandler for CancelledOrders {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != event_type::ORDER_STATUS_CHANGED {
+        let Some(Cancellation {
+            checkout_id,
+            order_id,
+        }) = cancellations::cancellation(event)?
+        else {
             return Ok(());
-        }
-        let changed: OrderStatusChanged = event
-            .decode()
-            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
-        if changed.to_status != CANCELLED {
-            return Ok(());
-        }
-        // Without its checkout a cancellation cannot be restocked: a person
-        // looks at it in the dead-letter topic.
-        let checkout_id = parse_uuid("checkout_id", &changed.checkout_id)
-            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
+        };
         let returned = match self.ledger.return_stock(checkout_id).await {
             Ok(returned) => returned,
             Err(error) => {
                 return Err(error.for_consumer(format!("OrderStatusChanged {}", event.id)));
             }
         };
-        let order_id = changed.order_id.as_str();
+        let order_id = order_id.as_str();
         let outcome = match &returned {
             StockReturn::Returned(reservation) => {
                 let units: i64 = reservation

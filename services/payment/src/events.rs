@@ -5,41 +5,22 @@
 //! never charged, or whose charge was declined, has nothing to refund: a log
 //! line, and the consumer moves on.
 
-use storefront_proto::events::v1::OrderStatusChanged;
 use storefront_runtime::StartError;
+use storefront_runtime::consumer::cancellations::{self, Cancellation};
 use storefront_runtime::consumer::{EventConsumer, EventHandler, HandlerError};
-use storefront_runtime::error::parse_uuid;
-use storefront_runtime::events::{Event, event_type};
+use storefront_runtime::events::Event;
 
 use crate::config::OrderEventsConfig;
 use crate::store::{PaymentLedger, Refund};
 
-/// The order status that takes the money back.
-const CANCELLED: &str = "CANCELLED";
-
 /// Joins the payment service's consumer group, or `None` when Kafka is switched off.
 pub fn consumer(config: &OrderEventsConfig) -> Result<Option<EventConsumer>, StartError> {
-    if config.kafka_bootstrap.is_empty() {
-        tracing::warn!("no Kafka bootstrap servers: cancelled orders are not refunded");
-        return Ok(None);
-    }
-    let consumer = EventConsumer::new(
+    cancellations::join(
         &config.kafka_bootstrap,
         &config.consumer_group,
-        &[config.order_topic.as_str()],
+        &config.order_topic,
+        "cancelled orders are not refunded",
     )
-    .map_err(|e| {
-        StartError::Config(format!(
-            "Kafka consumer for {}: {e}",
-            config.kafka_bootstrap
-        ))
-    })?;
-    tracing::info!(
-        topic = %config.order_topic,
-        group = %config.consumer_group,
-        "refunding cancelled orders"
-    );
-    Ok(Some(consumer))
 }
 
 /// Refunds the charge of every cancelled order.
@@ -55,26 +36,20 @@ impl CancelledOrders {
 
 impl EventHandler for CancelledOrders {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != event_type::ORDER_STATUS_CHANGED {
+        let Some(Cancellation {
+            checkout_id,
+            order_id,
+        }) = cancellations::cancellation(event)?
+        else {
             return Ok(());
-        }
-        let changed: OrderStatusChanged = event
-            .decode()
-            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
-        if changed.to_status != CANCELLED {
-            return Ok(());
-        }
-        // Without its checkout a cancellation cannot be refunded: a person
-        // looks at it in the dead-letter topic.
-        let checkout_id = parse_uuid("checkout_id", &changed.checkout_id)
-            .map_err(|e| HandlerError::Reject(format!("OrderStatusChanged {}: {e}", event.id)))?;
+        };
         let refund = match self.ledger.refund_checkout(checkout_id).await {
             Ok(refund) => refund,
             Err(error) => {
                 return Err(error.for_consumer(format!("OrderStatusChanged {}", event.id)));
             }
         };
-        let order_id = changed.order_id.as_str();
+        let order_id = order_id.as_str();
         let outcome = match &refund {
             Some(Refund::Refunded(payment)) => {
                 tracing::info!(%checkout_id, order_id, payment_id = %payment.id, amount = %payment.amount, "cancelled order refunded");

@@ -13,6 +13,7 @@
 //! keeps polling, so Kafka neither evicts it (`max.poll.interval.ms`) nor
 //! hands it more records than it can take.
 
+pub mod cancellations;
 mod dead_letter;
 mod retry;
 

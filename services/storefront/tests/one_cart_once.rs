@@ -144,13 +144,18 @@ async fn checkout_prices_the_committed_cart_not_an_older_cached_copy() {
     let pool = sqlx::PgPool::connect(&shop.databases["cart"])
         .await
         .expect("cart database");
-    sqlx::query("UPDATE carts SET items = jsonb_set(items, '{0,quantity}', '3') WHERE user_id = $1")
-        .bind("dee")
-        .execute(&pool)
-        .await
-        .expect("change the stored cart");
+    sqlx::query(
+        "UPDATE carts SET items = jsonb_set(items, '{0,quantity}', '3') WHERE user_id = $1",
+    )
+    .bind("dee")
+    .execute(&pool)
+    .await
+    .expect("change the stored cart");
     let stale = shop.call(Method::GET, "/api/v1/cart", &dee, None).await;
-    assert_eq!(stale.body["total"], "29.99", "the cache still holds the old cart");
+    assert_eq!(
+        stale.body["total"], "29.99",
+        "the cache still holds the old cart"
+    );
 
     let bought = shop.checkout(&dee, "committed", "pm_card_visa").await;
     assert_eq!(bought.status, StatusCode::CREATED, "{:?}", bought.body);
