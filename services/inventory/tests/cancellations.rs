@@ -7,51 +7,29 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::AdminOptions;
-use rdkafka::consumer::Consumer;
-use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
 use storefront_inventory::{Config, OrderEventsConfig, run_with_order_events};
-use storefront_proto::events::v1::OrderStatusChanged;
 use storefront_proto::inventory::v1 as pb;
 use storefront_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
-use storefront_runtime::events::{self, Event, dead_letter_topic, event_type};
-use storefront_runtime::kafka;
-use storefront_runtime::testing::{TestServer, fresh_database, kafka_bootstrap_servers, reason};
+use storefront_runtime::events::Event;
+use storefront_runtime::testing::{OrderEventsTopic, TestServer, fresh_database, reason};
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 /// How long a test waits for an event to travel through Kafka and the service.
 const PATIENCE: Duration = Duration::from_secs(60);
-const PARTITIONS: i32 = 3;
 
 /// One test's world: its own database, order topic and consumer group.
 struct Fixture {
-    bootstrap: String,
     database_url: String,
-    topic: String,
-    group: String,
-    producer: FutureProducer,
+    events: OrderEventsTopic,
 }
 
 impl Fixture {
     async fn new() -> Fixture {
-        let bootstrap = kafka_bootstrap_servers();
-        let suffix = Uuid::new_v4().simple();
-        let topic = format!("test-inventory-orders-{suffix}");
-        let admin = kafka::admin(&bootstrap).expect("Kafka admin client");
-        for (name, partitions) in [(topic.clone(), PARTITIONS), (dead_letter_topic(&topic), 1)] {
-            kafka::ensure_topic(&admin, &name, partitions, 1)
-                .await
-                .unwrap_or_else(|e| panic!("create topic {name} (run `make infra-up`): {e}"));
-        }
         Fixture {
-            producer: kafka::producer(&bootstrap).expect("producer"),
             database_url: fresh_database("inventory_returns").await,
-            group: format!("test-inventory-{suffix}"),
-            bootstrap,
-            topic,
+            events: OrderEventsTopic::new("inventory").await,
         }
     }
 
@@ -65,8 +43,8 @@ impl Fixture {
             sweep_interval: Duration::from_secs(5),
         };
         let order_events = OrderEventsConfig {
-            kafka_bootstrap: self.bootstrap.clone(),
-            order_topic: self.topic.clone(),
+            kafka_bootstrap: self.events.bootstrap.clone(),
+            order_topic: self.events.topic.clone(),
             consumer_group: group.to_owned(),
         };
         let server = TestServer::start(|listener, shutdown| {
@@ -78,71 +56,22 @@ impl Fixture {
     }
 
     async fn start(&self) -> (TestServer, InventoryServiceClient<Channel>) {
-        self.start_in(&self.group).await
-    }
-
-    async fn publish(&self, event: &Event) {
-        events::publish(&self.producer, &self.topic, event)
-            .await
-            .expect("publish to the order topic");
+        self.start_in(&self.events.group).await
     }
 
     /// Publishes the cancellation of `checkout_id`'s order, keyed by `user`.
     async fn cancel(&self, user: &str, checkout_id: &str) -> Event {
-        let payload = OrderStatusChanged {
-            order_id: Uuid::now_v7().to_string(),
-            user_id: user.to_owned(),
-            from_status: "CONFIRMED".into(),
-            to_status: "CANCELLED".into(),
-            changed_at: "2026-12-01T10:00:00Z".into(),
-            checkout_id: checkout_id.to_owned(),
-            payment_id: Uuid::new_v4().to_string(),
-            reservation_id: String::new(),
-        };
-        let event = Event::new(
-            event_type::ORDER_STATUS_CHANGED,
-            "/storefront/orders",
-            user,
-            &payload,
-        )
-        .expect("event");
-        self.publish(&event).await;
-        event
-    }
-
-    /// Records on the dead-letter topic (it has one partition).
-    fn dead_letters(&self) -> i64 {
-        let consumer =
-            kafka::consumer(&self.bootstrap, &format!("{}-tap", self.group)).expect("consumer");
-        let (low, high) = consumer
-            .fetch_watermarks(&dead_letter_topic(&self.topic), 0, Duration::from_secs(10))
-            .expect("watermarks");
-        high - low
+        self.events
+            .status_changed(user, checkout_id, "CONFIRMED", "CANCELLED")
+            .await
     }
 
     /// Whether `group` has committed the offset of every record on the topic.
     fn caught_up(&self, group: &str) -> bool {
-        let consumer = kafka::consumer(&self.bootstrap, group).expect("consumer");
-        let mut partitions = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            partitions.add_partition(&self.topic, partition);
-        }
-        let committed = consumer
-            .committed_offsets(partitions, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..PARTITIONS).all(|partition| {
-            let at = match committed
-                .find_partition(&self.topic, partition)
-                .map(|p| p.offset())
-            {
-                Some(Offset::Offset(offset)) => offset,
-                _ => 0,
-            };
-            let (_, end) = consumer
-                .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
-                .expect("watermarks");
-            at == end
-        })
+        self.events
+            .committed(group)
+            .iter()
+            .all(|(committed, end)| committed == end)
     }
 
     async fn wait_caught_up(&self, group: &str) {
@@ -151,14 +80,6 @@ impl Fixture {
             assert!(Instant::now() < deadline, "{group} never caught up");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    async fn remove_topics(self) {
-        let admin = kafka::admin(&self.bootstrap).expect("admin");
-        let dlq = dead_letter_topic(&self.topic);
-        let _ = admin
-            .delete_topics(&[self.topic.as_str(), dlq.as_str()], &AdminOptions::new())
-            .await;
     }
 }
 
@@ -270,7 +191,7 @@ async fn a_cancelled_order_puts_its_stock_back_once_however_often_it_is_announce
     );
 
     // The very record again and the same cancellation under a new event id.
-    fx.publish(&cancelled).await;
+    fx.events.publish(&cancelled).await;
     fx.cancel(&buyer, &confirmed.checkout_id).await;
     // Same key, same partition: once this one is returned, the repeats were handled.
     let marker = reserve(&mut client, &[(3, 1)], true).await;
@@ -281,7 +202,7 @@ async fn a_cancelled_order_puts_its_stock_back_once_however_often_it_is_announce
         start,
         "a repeated cancellation adds nothing"
     );
-    assert_eq!(fx.dead_letters(), 0, "a repeat is no error");
+    assert_eq!(fx.events.dead_letters(), 0, "a repeat is no error");
 
     // A returned reservation is final: the saga's calls change nothing.
     for refused in [
@@ -306,7 +227,7 @@ async fn a_cancelled_order_puts_its_stock_back_once_however_often_it_is_announce
     assert_eq!(levels(&mut client, &products).await, start);
 
     server.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }
 
 #[tokio::test]
@@ -314,7 +235,10 @@ async fn cancellations_handled_at_once_by_two_consumers_return_the_stock_once() 
     let fx = Fixture::new().await;
     // Two members of different groups both receive every record, so each
     // cancellation is handled by two consumers at the same moment.
-    let groups = [format!("{}-a", fx.group), format!("{}-b", fx.group)];
+    let groups = [
+        format!("{}-a", fx.events.group),
+        format!("{}-b", fx.events.group),
+    ];
     let (first, mut client) = fx.start_in(&groups[0]).await;
     let (second, _) = fx.start_in(&groups[1]).await;
     let start = levels(&mut client, &[2]).await;
@@ -330,7 +254,7 @@ async fn cancellations_handled_at_once_by_two_consumers_return_the_stock_once() 
         let fx = &fx;
         async move {
             let event = fx.cancel(buyer, &reservation.checkout_id).await;
-            fx.publish(&event).await;
+            fx.events.publish(&event).await;
         }
     });
     futures::future::join_all(publishing).await;
@@ -345,11 +269,11 @@ async fn cancellations_handled_at_once_by_two_consumers_return_the_stock_once() 
         start,
         "four copies of each cancellation, one return each"
     );
-    assert_eq!(fx.dead_letters(), 0);
+    assert_eq!(fx.events.dead_letters(), 0);
 
     first.stop().await.expect("clean stop");
     second.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }
 
 #[tokio::test]
@@ -393,9 +317,13 @@ async fn nothing_to_return_is_no_error_and_the_consumer_moves_on() {
         vec![(start[0].0, start[0].1 + 1), start[1]],
         "only the pending reservation still holds stock; nothing was added"
     );
-    assert_eq!(fx.dead_letters(), 1, "only the one without a checkout id");
-    fx.wait_caught_up(&fx.group).await;
+    assert_eq!(
+        fx.events.dead_letters(),
+        1,
+        "only the one without a checkout id"
+    );
+    fx.wait_caught_up(&fx.events.group).await;
 
     server.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }

@@ -7,51 +7,29 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::AdminOptions;
-use rdkafka::consumer::Consumer;
-use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
 use storefront_payment::{Config, OrderEventsConfig, run_with_order_events};
 use storefront_proto::common::v1::Money;
-use storefront_proto::events::v1::OrderStatusChanged;
 use storefront_proto::payment::v1 as pb;
 use storefront_proto::payment::v1::payment_service_client::PaymentServiceClient;
-use storefront_runtime::events::{self, Event, dead_letter_topic, event_type};
-use storefront_runtime::kafka;
-use storefront_runtime::testing::{TestServer, fresh_database, kafka_bootstrap_servers};
+
+use storefront_runtime::testing::{OrderEventsTopic, TestServer, fresh_database};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 /// How long a test waits for an event to travel through Kafka and the service.
 const PATIENCE: Duration = Duration::from_secs(60);
-const PARTITIONS: i32 = 3;
 
 /// One test's world: its own database, order topic and consumer group.
 struct Fixture {
-    bootstrap: String,
     database_url: String,
-    topic: String,
-    group: String,
-    producer: FutureProducer,
+    events: OrderEventsTopic,
 }
 
 impl Fixture {
     async fn new() -> Fixture {
-        let bootstrap = kafka_bootstrap_servers();
-        let suffix = Uuid::new_v4().simple();
-        let topic = format!("test-payment-orders-{suffix}");
-        let admin = kafka::admin(&bootstrap).expect("Kafka admin client");
-        for (name, partitions) in [(topic.clone(), PARTITIONS), (dead_letter_topic(&topic), 1)] {
-            kafka::ensure_topic(&admin, &name, partitions, 1)
-                .await
-                .unwrap_or_else(|e| panic!("create topic {name} (run `make infra-up`): {e}"));
-        }
         Fixture {
-            producer: kafka::producer(&bootstrap).expect("producer"),
             database_url: fresh_database("payment_refunds").await,
-            group: format!("test-payment-{suffix}"),
-            bootstrap,
-            topic,
+            events: OrderEventsTopic::new("payment").await,
         }
     }
 
@@ -65,8 +43,8 @@ impl Fixture {
             latency: Duration::ZERO,
         };
         let order_events = OrderEventsConfig {
-            kafka_bootstrap: self.bootstrap.clone(),
-            order_topic: self.topic.clone(),
+            kafka_bootstrap: self.events.bootstrap.clone(),
+            order_topic: self.events.topic.clone(),
             consumer_group: group.to_owned(),
         };
         let server = TestServer::start(|listener, shutdown| {
@@ -78,41 +56,7 @@ impl Fixture {
     }
 
     async fn start(&self) -> (TestServer, PaymentServiceClient<Channel>) {
-        self.start_in(&self.group).await
-    }
-
-    async fn publish(&self, event: &Event) {
-        events::publish(&self.producer, &self.topic, event)
-            .await
-            .expect("publish to the order topic");
-    }
-
-    /// Publishes an OrderStatusChanged of `checkout_id`'s order, keyed by `user`.
-    async fn status_changed(&self, user: &str, checkout_id: &str, from: &str, to: &str) -> Event {
-        let payload = OrderStatusChanged {
-            order_id: Uuid::now_v7().to_string(),
-            user_id: user.to_owned(),
-            from_status: from.to_owned(),
-            to_status: to.to_owned(),
-            changed_at: "2026-12-01T10:00:00Z".into(),
-            checkout_id: checkout_id.to_owned(),
-            payment_id: String::new(),
-            reservation_id: String::new(),
-        };
-        let event = Event::new(
-            event_type::ORDER_STATUS_CHANGED,
-            "/storefront/orders",
-            user,
-            &payload,
-        )
-        .expect("event");
-        self.publish(&event).await;
-        event
-    }
-
-    async fn cancel(&self, user: &str, checkout_id: Uuid) -> Event {
-        self.status_changed(user, &checkout_id.to_string(), "CONFIRMED", "CANCELLED")
-            .await
+        self.start_in(&self.events.group).await
     }
 
     async fn db(&self) -> sqlx::PgPool {
@@ -131,52 +75,6 @@ impl Fixture {
         .fetch_one(&self.db().await)
         .await
         .expect("count refunds")
-    }
-
-    /// Records on the dead-letter topic (it has one partition).
-    fn dead_letters(&self) -> i64 {
-        let consumer =
-            kafka::consumer(&self.bootstrap, &format!("{}-tap", self.group)).expect("consumer");
-        let (low, high) = consumer
-            .fetch_watermarks(&dead_letter_topic(&self.topic), 0, Duration::from_secs(10))
-            .expect("watermarks");
-        high - low
-    }
-
-    /// Per partition of the order topic: the offset `group` committed and
-    /// the end of the partition.
-    fn committed(&self, group: &str) -> Vec<(i64, i64)> {
-        let consumer = kafka::consumer(&self.bootstrap, group).expect("consumer");
-        let mut partitions = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            partitions.add_partition(&self.topic, partition);
-        }
-        let committed = consumer
-            .committed_offsets(partitions, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..PARTITIONS)
-            .map(|partition| {
-                let offset = match committed
-                    .find_partition(&self.topic, partition)
-                    .map(|p| p.offset())
-                {
-                    Some(Offset::Offset(offset)) => offset,
-                    _ => 0,
-                };
-                let (_, high) = consumer
-                    .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
-                    .expect("watermarks");
-                (offset, high)
-            })
-            .collect()
-    }
-
-    async fn remove_topics(self) {
-        let admin = kafka::admin(&self.bootstrap).expect("admin");
-        let dlq = dead_letter_topic(&self.topic);
-        let _ = admin
-            .delete_topics(&[self.topic.as_str(), dlq.as_str()], &AdminOptions::new())
-            .await;
     }
 }
 
@@ -248,9 +146,10 @@ async fn a_cancelled_order_is_refunded_in_full_once_however_often_it_is_announce
     let checkout = checkout_of(&charged);
 
     // Other changes of the order take no money back.
-    fx.status_changed(&buyer, &charged.checkout_id, "CONFIRMED", "PROCESSING")
+    fx.events
+        .status_changed(&buyer, &charged.checkout_id, "CONFIRMED", "PROCESSING")
         .await;
-    let cancelled = fx.cancel(&buyer, checkout).await;
+    let cancelled = fx.events.cancel(&buyer, checkout).await;
     wait_refunded(&mut client, &charged.payment_id).await;
     let refund: (i64, String) =
         sqlx::query_as("SELECT amount_minor, currency FROM refunds WHERE payment_id = $1::uuid")
@@ -262,20 +161,20 @@ async fn a_cancelled_order_is_refunded_in_full_once_however_often_it_is_announce
 
     // The very record again (a relay that republished it) and the same
     // cancellation under a new event id.
-    fx.publish(&cancelled).await;
-    fx.cancel(&buyer, checkout).await;
+    fx.events.publish(&cancelled).await;
+    fx.events.cancel(&buyer, checkout).await;
     // Same key, same partition: once this one is refunded, the repeats were handled.
     let marker = charge(&mut client, &buyer, "pm_card_visa", 2_999).await;
-    fx.cancel(&buyer, checkout_of(&marker)).await;
+    fx.events.cancel(&buyer, checkout_of(&marker)).await;
     wait_refunded(&mut client, &marker.payment_id).await;
 
     assert_eq!(fx.refunds(checkout).await, 1, "one refund for the checkout");
     let again = payment(&mut client, &charged.payment_id).await;
     assert_eq!(status_of(&again), pb::PaymentStatus::Refunded);
-    assert_eq!(fx.dead_letters(), 0, "a repeat is no error");
+    assert_eq!(fx.events.dead_letters(), 0, "a repeat is no error");
 
     server.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }
 
 #[tokio::test]
@@ -283,8 +182,8 @@ async fn cancellations_handled_at_once_by_two_consumers_refund_once() {
     let fx = Fixture::new().await;
     // Two members of different groups both receive every record, so each
     // cancellation is refunded by two handlers at the same moment.
-    let (first, mut client) = fx.start_in(&format!("{}-a", fx.group)).await;
-    let (second, _) = fx.start_in(&format!("{}-b", fx.group)).await;
+    let (first, mut client) = fx.start_in(&format!("{}-a", fx.events.group)).await;
+    let (second, _) = fx.start_in(&format!("{}-b", fx.events.group)).await;
     let mut charges = Vec::new();
     for _ in 0..5 {
         let buyer = user();
@@ -296,8 +195,8 @@ async fn cancellations_handled_at_once_by_two_consumers_refund_once() {
         let checkout = checkout_of(charged);
         let fx = &fx;
         async move {
-            let event = fx.cancel(buyer, checkout).await;
-            fx.publish(&event).await;
+            let event = fx.events.cancel(buyer, checkout).await;
+            fx.events.publish(&event).await;
         }
     });
     futures::future::join_all(publishing).await;
@@ -306,9 +205,16 @@ async fn cancellations_handled_at_once_by_two_consumers_refund_once() {
     }
     // Let both groups finish every copy before counting.
     let deadline = Instant::now() + PATIENCE;
-    for group in [format!("{}-a", fx.group), format!("{}-b", fx.group)] {
+    for group in [
+        format!("{}-a", fx.events.group),
+        format!("{}-b", fx.events.group),
+    ] {
         loop {
-            let handled = fx.committed(&group).iter().all(|(at, end)| at == end);
+            let handled = fx
+                .events
+                .committed(&group)
+                .iter()
+                .all(|(at, end)| at == end);
             if handled {
                 break;
             }
@@ -324,11 +230,11 @@ async fn cancellations_handled_at_once_by_two_consumers_refund_once() {
             charged.checkout_id
         );
     }
-    assert_eq!(fx.dead_letters(), 0);
+    assert_eq!(fx.events.dead_letters(), 0);
 
     first.stop().await.expect("clean stop");
     second.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }
 
 #[tokio::test]
@@ -343,8 +249,8 @@ async fn nothing_to_refund_is_no_error_and_the_consumer_moves_on() {
     // checkout this service never charged, a refund done already by the
     // Refund RPC (the saga's compensation), and a cancellation that does
     // need a refund.
-    fx.cancel(&buyer, checkout_of(&declined)).await;
-    fx.cancel(&buyer, Uuid::new_v4()).await;
+    fx.events.cancel(&buyer, checkout_of(&declined)).await;
+    fx.events.cancel(&buyer, Uuid::new_v4()).await;
     let compensated = charge(&mut client, &buyer, "pm_card_visa", 1_000).await;
     client
         .refund(pb::RefundRequest {
@@ -352,9 +258,9 @@ async fn nothing_to_refund_is_no_error_and_the_consumer_moves_on() {
         })
         .await
         .expect("refund");
-    fx.cancel(&buyer, checkout_of(&compensated)).await;
+    fx.events.cancel(&buyer, checkout_of(&compensated)).await;
     let charged = charge(&mut client, &buyer, "pm_card_visa", 7_000).await;
-    fx.cancel(&buyer, checkout_of(&charged)).await;
+    fx.events.cancel(&buyer, checkout_of(&charged)).await;
     wait_refunded(&mut client, &charged.payment_id).await;
 
     let after = payment(&mut client, &declined.payment_id).await;
@@ -362,10 +268,14 @@ async fn nothing_to_refund_is_no_error_and_the_consumer_moves_on() {
     assert_eq!(fx.refunds(checkout_of(&declined)).await, 0);
     assert_eq!(fx.refunds(checkout_of(&compensated)).await, 1);
     assert_eq!(fx.refunds(checkout_of(&charged)).await, 1);
-    assert_eq!(fx.dead_letters(), 0, "nothing to refund is not a failure");
+    assert_eq!(
+        fx.events.dead_letters(),
+        0,
+        "nothing to refund is not a failure"
+    );
 
     server.stop().await.expect("clean stop");
-    let committed = fx.committed(&fx.group);
+    let committed = fx.events.committed(&fx.events.group);
     assert!(
         committed.iter().all(|(at, end)| at == end),
         "every record's offset committed: {committed:?}"
@@ -375,7 +285,7 @@ async fn nothing_to_refund_is_no_error_and_the_consumer_moves_on() {
         4,
         "four records handled"
     );
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }
 
 #[tokio::test]
@@ -384,13 +294,14 @@ async fn a_cancellation_without_its_checkout_is_dead_lettered_not_dropped() {
     let (server, mut client) = fx.start().await;
     let buyer = user();
     // An order announced before events named their checkout.
-    fx.status_changed(&buyer, "", "CONFIRMED", "CANCELLED")
+    fx.events
+        .status_changed(&buyer, "", "CONFIRMED", "CANCELLED")
         .await;
     let charged = charge(&mut client, &buyer, "pm_card_visa", 7_000).await;
-    fx.cancel(&buyer, checkout_of(&charged)).await;
+    fx.events.cancel(&buyer, checkout_of(&charged)).await;
     wait_refunded(&mut client, &charged.payment_id).await;
-    assert_eq!(fx.dead_letters(), 1, "the one without a checkout id");
+    assert_eq!(fx.events.dead_letters(), 1, "the one without a checkout id");
 
     server.stop().await.expect("clean stop");
-    fx.remove_topics().await;
+    fx.events.remove().await;
 }

@@ -178,6 +178,139 @@ pub fn reason(status: &tonic::Status) -> String {
     crate::error::reason_of(status).unwrap_or_default()
 }
 
+/// An `order-events` topic of one test (3 partitions, and its DLQ), with a
+/// producer to play the orders service: what the payment and inventory
+/// consumers of cancellations are tested against.
+pub struct OrderEventsTopic {
+    pub bootstrap: String,
+    pub topic: String,
+    /// A consumer group name of this test alone.
+    pub group: String,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl OrderEventsTopic {
+    pub const PARTITIONS: i32 = 3;
+
+    /// Topic `test-<label>-orders-<random>` and group `test-<label>-<random>`.
+    pub async fn new(label: &str) -> OrderEventsTopic {
+        let bootstrap = kafka_bootstrap_servers();
+        let suffix = uuid::Uuid::new_v4().simple();
+        let topic = format!("test-{label}-orders-{suffix}");
+        let admin = crate::kafka::admin(&bootstrap).expect("Kafka admin client");
+        let dlq = crate::events::dead_letter_topic(&topic);
+        for (name, partitions) in [(topic.as_str(), Self::PARTITIONS), (dlq.as_str(), 1)] {
+            crate::kafka::ensure_topic(&admin, name, partitions, 1)
+                .await
+                .unwrap_or_else(|e| panic!("create topic {name} (run `make infra-up`): {e}"));
+        }
+        OrderEventsTopic {
+            producer: crate::kafka::producer(&bootstrap).expect("producer"),
+            group: format!("test-{label}-{suffix}"),
+            bootstrap,
+            topic,
+        }
+    }
+
+    pub async fn publish(&self, event: &crate::events::Event) {
+        crate::events::publish(&self.producer, &self.topic, event)
+            .await
+            .expect("publish to the order topic");
+    }
+
+    /// Publishes an OrderStatusChanged of `checkout_id`'s order, keyed by `user`.
+    pub async fn status_changed(
+        &self,
+        user: &str,
+        checkout_id: &str,
+        from: &str,
+        to: &str,
+    ) -> crate::events::Event {
+        let payload = storefront_proto::events::v1::OrderStatusChanged {
+            order_id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.to_owned(),
+            from_status: from.to_owned(),
+            to_status: to.to_owned(),
+            changed_at: "2026-12-01T10:00:00Z".into(),
+            checkout_id: checkout_id.to_owned(),
+            payment_id: String::new(),
+            reservation_id: String::new(),
+        };
+        let event = crate::events::Event::new(
+            crate::events::event_type::ORDER_STATUS_CHANGED,
+            "/storefront/orders",
+            user,
+            &payload,
+        )
+        .expect("event");
+        self.publish(&event).await;
+        event
+    }
+
+    /// Publishes the cancellation of `checkout_id`'s order.
+    pub async fn cancel(&self, user: &str, checkout_id: uuid::Uuid) -> crate::events::Event {
+        self.status_changed(user, &checkout_id.to_string(), "CONFIRMED", "CANCELLED")
+            .await
+    }
+
+    /// Records on the dead-letter topic (it has one partition).
+    pub fn dead_letters(&self) -> i64 {
+        use rdkafka::consumer::Consumer;
+        let consumer = crate::kafka::consumer(&self.bootstrap, &format!("{}-tap", self.group))
+            .expect("consumer");
+        let (low, high) = consumer
+            .fetch_watermarks(
+                &crate::events::dead_letter_topic(&self.topic),
+                0,
+                std::time::Duration::from_secs(10),
+            )
+            .expect("watermarks");
+        high - low
+    }
+
+    /// Per partition: the offset `group` committed and the end of the partition.
+    pub fn committed(&self, group: &str) -> Vec<(i64, i64)> {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::{Offset, TopicPartitionList};
+        let wait = std::time::Duration::from_secs(10);
+        let consumer = crate::kafka::consumer(&self.bootstrap, group).expect("consumer");
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..Self::PARTITIONS {
+            partitions.add_partition(&self.topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(partitions, wait)
+            .expect("committed offsets");
+        (0..Self::PARTITIONS)
+            .map(|partition| {
+                let offset = match committed
+                    .find_partition(&self.topic, partition)
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => 0,
+                };
+                let (_, high) = consumer
+                    .fetch_watermarks(&self.topic, partition, wait)
+                    .expect("watermarks");
+                (offset, high)
+            })
+            .collect()
+    }
+
+    /// Deletes the topic and its DLQ.
+    pub async fn remove(self) {
+        let admin = crate::kafka::admin(&self.bootstrap).expect("admin");
+        let dlq = crate::events::dead_letter_topic(&self.topic);
+        let _ = admin
+            .delete_topics(
+                &[self.topic.as_str(), dlq.as_str()],
+                &rdkafka::admin::AdminOptions::new(),
+            )
+            .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
