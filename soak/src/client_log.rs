@@ -57,6 +57,9 @@ pub struct ClientRecord {
     pub cart: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// After a cart write that succeeded: the cart's (product id → quantity).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cart_lines: std::collections::BTreeMap<i64, i64>,
     /// Seconds since the soak started.
     #[serde(default)]
     pub at_s: f64,
@@ -66,6 +69,26 @@ pub struct ClientRecord {
 
 fn checkout_op() -> Op {
     Op::Checkout
+}
+
+/// The most of each product the client ever had in one filled cart, from
+/// its cart answers; empty when the log has no cart contents.
+pub fn wanted(
+    records: &[ClientRecord],
+    user: &str,
+    cart: &str,
+) -> std::collections::BTreeMap<i64, i64> {
+    let mut most = std::collections::BTreeMap::new();
+    for record in records
+        .iter()
+        .filter(|r| r.user == user && r.cart.as_deref() == Some(cart))
+    {
+        for (product, quantity) in &record.cart_lines {
+            let entry = most.entry(*product).or_insert(0);
+            *entry = (*entry).max(*quantity);
+        }
+    }
+    most
 }
 
 impl ClientRecord {
@@ -145,6 +168,7 @@ mod tests {
             user: "u".into(),
             cart: None,
             key: None,
+            cart_lines: Default::default(),
             at_s: 0.0,
             latency_ms: 0.0,
         };

@@ -460,6 +460,7 @@ impl Client {
             user: who.user.clone(),
             cart: Some(who.cart.clone()),
             key: key.map(str::to_owned),
+            cart_lines: cart_lines(op, status, &answer.body),
             at_s: (sent - self.started).as_secs_f64(),
             latency_ms,
         };
@@ -468,4 +469,18 @@ impl Client {
         }
         answer
     }
+}
+
+/// What a cart write that succeeded left in the cart: product → quantity.
+fn cart_lines(op: Op, status: u16, body: &Value) -> std::collections::BTreeMap<i64, i64> {
+    let write = matches!(op, Op::CartAdd | Op::CartEdit | Op::CartClear);
+    if !write || !(200..300).contains(&status) {
+        return std::collections::BTreeMap::new();
+    }
+    body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| Some((item["product_id"].as_i64()?, item["quantity"].as_i64()?)))
+        .collect()
 }

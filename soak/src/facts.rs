@@ -64,20 +64,24 @@ pub async fn pool(url: &str) -> anyhow::Result<PgPool> {
 /// Reads every table the invariants look at.
 pub async fn load_databases(databases: &Databases, facts: &mut Facts) -> anyhow::Result<()> {
     let checkout = pool(&databases.checkout).await?;
-    facts.sessions = sqlx::query_as::<_, (Uuid, String, String, String, i64)>(
-        "SELECT id, user_id, idempotency_key, status, total_minor FROM checkout_sessions",
+    facts.sessions = sqlx::query_as::<_, (Uuid, String, String, String, i64, Vec<(i64, i64)>)>(
+        "SELECT id, user_id, idempotency_key, status, total_minor, \
+             ARRAY(SELECT ((line->>'product_id')::BIGINT, (line->>'quantity')::BIGINT) \
+                   FROM jsonb_array_elements(items) AS line) \
+         FROM checkout_sessions",
     )
     .fetch_all(&checkout)
     .await
     .context("read checkout_sessions")?
     .into_iter()
     .map(
-        |(id, user_id, idempotency_key, status, total_minor)| Session {
+        |(id, user_id, idempotency_key, status, total_minor, items)| Session {
             id,
             user_id,
             idempotency_key,
             status,
             total_minor,
+            items,
         },
     )
     .collect();

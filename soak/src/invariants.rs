@@ -24,6 +24,8 @@ pub struct Session {
     pub idempotency_key: String,
     pub status: String,
     pub total_minor: i64,
+    /// (product id, quantity) of each line the session bought.
+    pub items: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -450,7 +452,28 @@ fn one_order_per_checkout(facts: &Facts, index: &Index<'_>) -> Verdict {
                 .map(|s| s.id)
                 .collect();
             v.note("client_carts", 1);
-            if completed.len() > 1 {
+            // Two sales of one cart are fine when the second bought only
+            // what the client added while the first was under way; a cart
+            // bought twice is more units than the client ever wanted.
+            let wanted = crate::client_log::wanted(client, user, cart);
+            let over_bought = wanted.is_empty()
+                || completed
+                    .iter()
+                    .filter_map(|id| index.sessions.get(id))
+                    .flat_map(|s| s.items.iter())
+                    .fold(
+                        BTreeMap::<i64, i64>::new(),
+                        |mut bought, (product, quantity)| {
+                            *bought.entry(*product).or_default() += quantity;
+                            bought
+                        },
+                    )
+                    .iter()
+                    .any(|(product, bought)| *bought > wanted.get(product).copied().unwrap_or(0));
+            if completed.len() > 1 && !over_bought {
+                v.note("carts_bought_in_two_parts", 1);
+            }
+            if completed.len() > 1 && over_bought {
                 v.violation("cart_bought_twice", || {
                     format!("user {user} cart {cart}: sessions {completed:?}")
                 });

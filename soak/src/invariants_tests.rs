@@ -14,6 +14,7 @@ fn session(n: u128, status: &str) -> Session {
         idempotency_key: format!("key-{n}"),
         status: status.to_owned(),
         total_minor: 1000,
+        items: vec![(1, 1)],
     }
 }
 
@@ -87,6 +88,7 @@ fn client(n: u128, status: u16, cart: &str, key: &str) -> ClientRecord {
         user: format!("user-{n}"),
         cart: Some(cart.to_owned()),
         key: Some(key.to_owned()),
+        cart_lines: Default::default(),
         at_s: 0.0,
         latency_ms: 1.0,
     }
@@ -278,4 +280,45 @@ fn a_dead_letter_without_a_reason_is_caught() {
         violations(&facts, "dead_letters_have_reasons")["no_reason"],
         2
     );
+}
+
+#[test]
+fn a_cart_bought_in_two_parts_is_no_double_sale() {
+    // The client raised the quantity to 2 while the first checkout (of 1)
+    // was under way; the second checkout bought the one left over.
+    let mut facts = clean();
+    let mut second = session(6, "COMPLETED");
+    second.user_id = "user-1".into();
+    second.idempotency_key = "key-6".into();
+    facts.sessions.push(second);
+    facts.payments.push(payment(6, "SUCCEEDED", 0));
+    facts.reservations.push(reservation(6, "CONFIRMED", 1));
+    facts.stock[0].on_hand = 7;
+    facts.orders.push(order(6));
+    if let Some(client) = facts.client.as_mut() {
+        let mut edit = client[0].clone();
+        edit.op = Op::CartEdit;
+        edit.status = 200;
+        edit.cart_lines = [(1, 2)].into_iter().collect();
+        client.push(edit);
+        let mut retry = client[0].clone();
+        retry.key = Some("key-6".into());
+        retry.checkout_id = Some(id(6).to_string());
+        client.push(retry);
+    }
+    let verdicts = check(&facts);
+    let v = verdict(&verdicts, "one_order_per_checkout");
+    assert_eq!(v.outcome, Outcome::Holds, "{v:?}");
+    assert_eq!(v.notes["carts_bought_in_two_parts"], 1);
+    // Had the client only ever wanted one, it is a double sale.
+    if let Some(client) = facts.client.as_mut() {
+        client.retain(|r| r.op != Op::CartEdit);
+        let mut add = client[0].clone();
+        add.op = Op::CartAdd;
+        add.status = 201;
+        add.cart_lines = [(1, 1)].into_iter().collect();
+        client.push(add);
+    }
+    let v = violations(&facts, "one_order_per_checkout");
+    assert_eq!(v["cart_bought_twice"], 1);
 }

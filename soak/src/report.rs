@@ -262,6 +262,7 @@ mod tests {
             user: String::new(),
             cart: None,
             key: None,
+            cart_lines: Default::default(),
             at_s: 0.0,
             latency_ms: 1.0,
         };

@@ -180,8 +180,13 @@ impl Shop {
 
     /// Restarts (within half a second) every process that died on its own.
     pub async fn supervise(&self, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Acquire) {
+        loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // Checked after the sleep: the shop may be stopping by now, and
+            // its processes' exits are then no crash to restart.
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
             let mut processes = self.processes.lock().await;
             for (service, process) in processes.iter_mut() {
                 if process.down {
