@@ -220,7 +220,14 @@ impl CheckoutSaga {
                         detail: format!("{backend} answered unexpectedly: {message}"),
                     }
                 }
-                Err(transient) => return Err(stalled(session.id, transient)),
+                // Still unavailable: the session waits for the recovery loop.
+                Err(CallError::Transient { backend, message }) => {
+                    return Err(CheckoutError::Pending {
+                        checkout_id: session.id,
+                        backend,
+                        message,
+                    });
+                }
             };
             let next = apply(&session.saga, outcome)
                 .map_err(|e| CheckoutError::Corrupt(format!("session {}: {e}", session.id)))?;
@@ -354,18 +361,6 @@ fn before_session(error: CallError) -> CheckoutError {
         CallError::Transient { backend, message } => {
             CheckoutError::BackendUnavailable { backend, message }
         }
-        CallError::Unexpected { backend, message } => CheckoutError::Backend { backend, message },
-    }
-}
-
-/// A backend failure mid-saga: the session waits for recovery.
-fn stalled(checkout_id: CheckoutId, error: CallError) -> CheckoutError {
-    match error {
-        CallError::Transient { backend, message } => CheckoutError::Pending {
-            checkout_id,
-            backend,
-            message,
-        },
         CallError::Unexpected { backend, message } => CheckoutError::Backend { backend, message },
     }
 }
