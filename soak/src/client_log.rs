@@ -106,7 +106,13 @@ impl ClientRecord {
     /// The client was told its checkout failed for good (decline, stock, ...).
     pub fn saw_failed(&self) -> bool {
         match self.op {
-            Op::Checkout => matches!(self.status, 402 | 409 | 422) && self.checkout_id.is_some(),
+            // A 409 checkout_in_progress names another checkout still under
+            // way: no verdict on it.
+            Op::Checkout => {
+                matches!(self.status, 402 | 409 | 422)
+                    && self.checkout_id.is_some()
+                    && self.code.as_deref() != Some("checkout_in_progress")
+            }
             Op::CheckoutPoll => {
                 self.status == 200 && self.session_status.as_deref() == Some("FAILED")
             }
@@ -173,6 +179,13 @@ mod tests {
             latency_ms: 0.0,
         };
         assert!(!record.saw_completed() && !record.saw_failed());
+        let mut busy = record.clone();
+        busy.op = Op::Checkout;
+        busy.status = 409;
+        busy.code = Some("checkout_in_progress".into());
+        assert!(!busy.saw_failed(), "another checkout under way is no failure");
+        busy.code = Some("insufficient_stock".into());
+        assert!(busy.saw_failed());
         record.session_status = Some("FAILED".into());
         assert!(record.saw_failed());
     }
