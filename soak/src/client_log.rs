@@ -183,7 +183,10 @@ mod tests {
         busy.op = Op::Checkout;
         busy.status = 409;
         busy.code = Some("checkout_in_progress".into());
-        assert!(!busy.saw_failed(), "another checkout under way is no failure");
+        assert!(
+            !busy.saw_failed(),
+            "another checkout under way is no failure"
+        );
         busy.code = Some("insufficient_stock".into());
         assert!(busy.saw_failed());
         record.session_status = Some("FAILED".into());

@@ -81,9 +81,11 @@ const CLAIM_STALLED: &str = concat!(
 
 /// The unique index that keeps one checkout in flight per user's cart.
 const ONE_IN_FLIGHT: &str = "checkout_sessions_one_in_flight";
-/// The user's session in flight, if any.
+/// The user's session in flight or, if it has ended meanwhile, the one
+/// touched last: where the caller should look.
 const IN_FLIGHT: &str = "SELECT id FROM checkout_sessions WHERE user_id = $1 \
-     AND status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION')";
+     ORDER BY status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION') DESC, updated_at DESC \
+     LIMIT 1";
 /// The user's checkouts that completed lately: their lines may still be in
 /// the cart until the cart has applied their CheckoutCompleted. The window
 /// is far shorter than the cart's memory of applied checkouts (30 days).
@@ -205,9 +207,12 @@ impl SessionStore {
                     .bind(session.user_id.as_str())
                     .fetch_optional(&self.pool)
                     .await?;
-                // It may have ended meanwhile; its id still says where to look.
-                let first = first.map_or(session.id, CheckoutId::from);
-                return Ok(Inserted::CartBusy(first));
+                // The index held an unfinished session of this user a moment
+                // ago, so there is a session to name.
+                let first = first.ok_or_else(|| {
+                    CheckoutError::Corrupt("the session in flight vanished".into())
+                })?;
+                return Ok(Inserted::CartBusy(CheckoutId::from(first)));
             }
             Err(error) => return Err(error.into()),
         };
