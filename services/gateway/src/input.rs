@@ -20,6 +20,8 @@ pub const MAX_QUANTITY: i64 = 99;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Largest page a list request may ask for.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// How long a request body may take to arrive in all (64 KiB at most).
+pub const BODY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest page token; the backends' own tokens are far shorter.
 const MAX_PAGE_TOKEN: usize = 256;
 
@@ -190,8 +192,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 return Err(ApiError::UnsupportedMediaType(content_type));
             }
         }
-        let bytes = Bytes::from_request(request, state)
+        // However slowly it trickles in, a body gets this long in all: no
+        // client holds a request (and its buffer) open by sending a byte now
+        // and then.
+        let read = tokio::time::timeout(BODY_READ_DEADLINE, Bytes::from_request(request, state));
+        let bytes = read
             .await
+            .map_err(|_| ApiError::RequestTimeout(BODY_READ_DEADLINE))?
             .map_err(|rejection| {
                 if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge

@@ -33,6 +33,8 @@ pub enum ApiError {
     Forbidden,
     #[error("the request body is larger than {BODY_LIMIT} bytes")]
     PayloadTooLarge,
+    #[error("the request body did not arrive within {0:?}")]
+    RequestTimeout(Duration),
     #[error("the request body must be JSON (application/json), got {0:?}")]
     UnsupportedMediaType(String),
     #[error("no route for {method} {path}")]
@@ -91,6 +93,10 @@ impl ApiError {
             ApiError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
             ApiError::PayloadTooLarge => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            }
+            ApiError::RequestTimeout(_) => {
+                Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", detail)
+                    .header(http::header::CONNECTION, "close")
             }
             ApiError::UnsupportedMediaType(_) => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

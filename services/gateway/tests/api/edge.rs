@@ -378,3 +378,47 @@ async fn an_idle_timeout_shorter_than_the_checkout_deadline_is_refused_at_start(
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_off_at_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shop = Shop::builder()
+        .config(|c| c.idle_timeout = Duration::from_secs(60))
+        .start()
+        .await;
+    let addr = shop.base.trim_start_matches("http://").to_owned();
+    let token = token_for("trickle");
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/cart/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // One byte every half second keeps the connection busy, never idle.
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(20) {
+        let _ = stream.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+            Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+        if answer.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    shop.stop().await;
+}
