@@ -191,10 +191,9 @@ fn open_sessions_are_counted_by_state() {
     assert_eq!(v.notes["open_initiated"], 1);
 }
 
-#[test]
-fn one_cart_bought_under_two_keys_is_a_double_order() {
-    let mut facts = clean();
-    // The same client cart, a second key, a second completed session.
+/// The first client cart checked out again under a second key: a second
+/// completed, charged, confirmed and ordered session of one unit.
+fn second_sale_of_the_first_cart(facts: &mut Facts) {
     let mut second = session(6, "COMPLETED");
     second.user_id = "user-1".into();
     second.idempotency_key = "key-6".into();
@@ -209,6 +208,12 @@ fn one_cart_bought_under_two_keys_is_a_double_order() {
         retry.checkout_id = Some(id(6).to_string());
         client.push(retry);
     }
+}
+
+#[test]
+fn one_cart_bought_under_two_keys_is_a_double_order() {
+    let mut facts = clean();
+    second_sale_of_the_first_cart(&mut facts);
     let verdicts = check(&facts);
     let v = verdict(&verdicts, "one_order_per_checkout");
     assert_eq!(v.violations["cart_bought_twice"], 1);
@@ -287,24 +292,13 @@ fn a_cart_bought_in_two_parts_is_no_double_sale() {
     // The client raised the quantity to 2 while the first checkout (of 1)
     // was under way; the second checkout bought the one left over.
     let mut facts = clean();
-    let mut second = session(6, "COMPLETED");
-    second.user_id = "user-1".into();
-    second.idempotency_key = "key-6".into();
-    facts.sessions.push(second);
-    facts.payments.push(payment(6, "SUCCEEDED", 0));
-    facts.reservations.push(reservation(6, "CONFIRMED", 1));
-    facts.stock[0].on_hand = 7;
-    facts.orders.push(order(6));
+    second_sale_of_the_first_cart(&mut facts);
     if let Some(client) = facts.client.as_mut() {
         let mut edit = client[0].clone();
         edit.op = Op::CartEdit;
         edit.status = 200;
         edit.cart_lines = [(1, 2)].into_iter().collect();
         client.push(edit);
-        let mut retry = client[0].clone();
-        retry.key = Some("key-6".into());
-        retry.checkout_id = Some(id(6).to_string());
-        client.push(retry);
     }
     let verdicts = check(&facts);
     let v = verdict(&verdicts, "one_order_per_checkout");

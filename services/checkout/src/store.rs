@@ -83,7 +83,7 @@ const CLAIM_STALLED: &str = concat!(
 const ONE_IN_FLIGHT: &str = "checkout_sessions_one_in_flight";
 /// The user's session in flight or, if it has ended meanwhile, the one
 /// touched last: where the caller should look.
-const IN_FLIGHT: &str = "SELECT id FROM checkout_sessions WHERE user_id = $1 \
+const IN_FLIGHT_OR_LAST: &str = "SELECT id FROM checkout_sessions WHERE user_id = $1 \
      ORDER BY status NOT IN ('COMPLETED', 'FAILED', 'NEEDS_ATTENTION') DESC, updated_at DESC \
      LIMIT 1";
 /// The user's checkouts that completed lately: their lines may still be in
@@ -203,7 +203,7 @@ impl SessionStore {
             }
             Err(sqlx::Error::Database(db)) if db.constraint() == Some(ONE_IN_FLIGHT) => {
                 tx.rollback().await?;
-                let first: Option<Uuid> = sqlx::query_scalar(IN_FLIGHT)
+                let first: Option<Uuid> = sqlx::query_scalar(IN_FLIGHT_OR_LAST)
                     .bind(session.user_id.as_str())
                     .fetch_optional(&self.pool)
                     .await?;
