@@ -57,6 +57,10 @@ cluster-down: ## Stop it (data is kept)
 cluster-purge: ## Stop it and delete its data
 	@bash hack/cluster/down.sh --purge
 
+.PHONY: images
+images: ## OCI archives (no Docker) of the shop, the operator and the test stand-ins for the real test node (hack/images/README.md)
+	@bash hack/images/build.sh
+
 # --- packaging (issue 7): Helm charts, images, Compose, kind ------------------------
 .PHONY: charts lint-packaging kind-up kind-test kind-down cluster-demo cluster-demo-down
 
