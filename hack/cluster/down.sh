@@ -14,7 +14,7 @@ case "${1:-}" in
   *) sf_die "usage: $0 [--purge]" ;;
 esac
 
-sf_cluster_down
+sf_cluster_down "$purge"
 if ((purge)); then
   sf_log "Deleting $CLUSTER_DATA_DIR"
   rm -rf "$CLUSTER_DATA_DIR"

@@ -89,7 +89,7 @@ _sf_cluster_build_id() {
 }
 
 sf_cluster_built() {
-  _sf_cluster_binaries_built && [[ -s "$CLUSTER_KWOK_STAGES" ]]
+  _sf_cluster_binaries_built && [[ -s "$CLUSTER_KWOK_STAGES" ]] && { ! sf_cluster_real_node || sf_node_built; }
 }
 
 _sf_cluster_binaries_built() {
@@ -155,7 +155,8 @@ sf_cluster_build() {
     return 0
   fi
   if _sf_cluster_binaries_built; then
-    _sf_cluster_kwok_stages
+    [[ -s "$CLUSTER_KWOK_STAGES" ]] || _sf_cluster_kwok_stages
+    ! sf_cluster_real_node || sf_node_build
     return 0
   fi
   local started=$SECONDS binaries=("${CLUSTER_BINARIES[@]}") kubectl_minor
@@ -197,7 +198,11 @@ sf_cluster_build() {
   mv "$out" "$CLUSTER_BIN_DIR"
   _sf_cluster_build_id >"$CLUSTER_STAMP"
   sf_log "Built the control plane in $((SECONDS - started))s: $CLUSTER_BIN_DIR"
+  ! sf_cluster_real_node || sf_node_build
 }
+
+# Whether up brings the real node (CLUSTER_REAL_NODE, default 1).
+sf_cluster_real_node() { [[ "${CLUSTER_REAL_NODE:-1}" != 0 ]]; }
 
 sf_cluster_require_built() {
   sf_cluster_built || sf_die "the control plane is not built ($CLUSTER_VERSIONS); run hack/cluster/build.sh (or make cluster-build)"
@@ -311,6 +316,8 @@ sf_cluster_credentials() {
   _sf_cluster_cert kube-scheduler ca "/CN=system:kube-scheduler" client
   # kwok updates nodes, pods and leases of any name: simplest as a master.
   _sf_cluster_cert kwok ca "/O=system:masters/CN=kwok-controller" client
+  # The apiserver's client certificate towards kubelets (logs, exec, port-forward).
+  _sf_cluster_cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-client" client
   _sf_cluster_ca front-proxy-ca
   _sf_cluster_cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" client
   if [[ ! -s "$dir/sa.pub" ]]; then
@@ -325,6 +332,17 @@ sf_cluster_credentials() {
   for who in kube-controller-manager kube-scheduler kwok; do
     _sf_cluster_kubeconfig "$CLUSTER_RUN_DIR/$who.kubeconfig" "$who" "$who"
   done
+  # Pods go to the kwok node unless their namespace names another
+  # (scheduler.alpha.kubernetes.io/node-selector; see node.sh).
+  cat >"$CLUSTER_RUN_DIR/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodNodeSelector
+  configuration:
+    podNodeSelectorPluginConfig:
+      clusterDefaultNodeSelector: type=kwok
+EOF
 }
 
 # --- processes -------------------------------------------------------------------------
@@ -359,7 +377,11 @@ _sf_cluster_command() {
         --proxy-client-cert-file="$pki/front-proxy-client.crt" \
         --proxy-client-key-file="$pki/front-proxy-client.key" \
         --endpoint-reconciler-type=none \
-        --enable-admission-plugins=NodeRestriction --profiling=false
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=InternalIP \
+        --enable-admission-plugins=NodeRestriction,PodNodeSelector \
+        --admission-control-config-file="$run/admission.yaml" --profiling=false
       ;;
     kube-controller-manager)
       printf '%s\n' "$bin/kube-controller-manager" \
@@ -387,7 +409,7 @@ _sf_cluster_command() {
         --kubeconfig="$run/kwok.kubeconfig" --config="$CLUSTER_KWOK_STAGES" \
         --manage-all-nodes=false \
         --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-        --cidr=10.244.0.1/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=40 \
+        --cidr=10.245.0.1/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=40 \
         --server-address="127.0.0.1:$KWOK_PORT"
       ;;
   esac
@@ -422,6 +444,13 @@ sf_cluster_start() {
   log="$(_sf_cluster_log "$what")"
   port="$(_sf_cluster_port "$what")"
   pid="$(sf_read_pidfile "$pidfile")" || pid=""
+  local cmd=()
+  mapfile -t cmd < <(_sf_cluster_command "$what")
+  if [[ -n "$pid" && "$(cat "$pidfile.cmd" 2>/dev/null)" != "${cmd[*]}" ]]; then
+    sf_log "$what runs with other flags than this checkout's: restarting it"
+    sf_cluster_stop "$what"
+    pid=""
+  fi
   if [[ -n "$pid" ]] && _sf_cluster_healthy "$what"; then
     sf_info "$what already running (pid $pid, 127.0.0.1:$port)"
     return 0
@@ -432,9 +461,8 @@ $(sf_port_owner "$port")
 Stop it, or choose another port (see hack/cluster/lib.sh)."
   fi
   if [[ -z "$pid" ]]; then
-    local cmd=()
-    mapfile -t cmd < <(_sf_cluster_command "$what")
     sf_log "Starting $what on 127.0.0.1:$port"
+    printf '%s' "${cmd[*]}" >"$pidfile.cmd"
     printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "${cmd[*]}" >>"$log"
     # Without the lock fds (8, 9) of build and up, which must not outlive us.
     setsid "${cmd[@]}" </dev/null >>"$log" 2>&1 8>&- 9>&- &
@@ -547,19 +575,34 @@ sf_cluster_up() {
     sf_cluster_start "$what"
   done
   sf_cluster_node
+  if sf_cluster_real_node; then
+    sf_node_up
+  else
+    sf_info "CLUSTER_REAL_NODE=0: no real node (pods only on the kwok node)"
+  fi
   sf_log "Kubernetes $K8S_VERSION is up at $CLUSTER_SERVER"
   sf_info "kubeconfig: $CLUSTER_KUBECONFIG"
   sf_info "export KUBECONFIG=$CLUSTER_KUBECONFIG PATH=$CLUSTER_DATA_DIR/bin:\$PATH"
   printf '%s\n' "$CLUSTER_KUBECONFIG"
 }
 
+# Stops everything; `sf_cluster_down 1` also deletes the real node's state
+# (its images and volumes).
 sf_cluster_down() {
-  local i
+  local i purge="${1:-0}" owner
   if [[ -d "$CLUSTER_DATA_DIR" ]]; then
     exec 9>"$CLUSTER_DATA_DIR/.lock"
     flock -w 600 9 || sf_die "another up/down holds $CLUSTER_DATA_DIR/.lock (waited 10 min)"
+  fi
+  # The real node, if this cluster's (it is the host's: see node.sh).
+  owner="$(cat "$NODE_RUN/owner" 2>/dev/null || true)"
+  if [[ "$owner" == "$CLUSTER_DATA_DIR" ]] || { [[ -z "$owner" ]] && ip link show "$NODE_BRIDGE" >/dev/null 2>&1; }; then
+    sf_node_down "$purge"
   fi
   for ((i = ${#CLUSTER_COMPONENTS[@]} - 1; i >= 0; i--)); do
     sf_cluster_stop "${CLUSTER_COMPONENTS[i]}"
   done
 }
+
+# shellcheck source=hack/cluster/node.sh
+source "$CLUSTER_SCRIPT_DIR/node.sh"
