@@ -446,7 +446,9 @@ _sf_node_start() {
 
 # --- images and cluster add-ons --------------------------------------------------------
 
-_sf_node_ctr() { "$NODE_BIN_DIR/ctr" --address "$NODE_CONTAINERD_SOCKET" -n k8s.io "$@"; }
+_sf_node_ctr() {
+  "$NODE_BIN_DIR/ctr" --address "$NODE_CONTAINERD_SOCKET" -n k8s.io "$@" 2> >(grep -v 'support for cgroup v1 is deprecated' >&2)
+}
 
 # Imports an OCI archive unless containerd already has that reference with
 # the same digest (a stamp beside the archive records what was imported).
@@ -465,12 +467,29 @@ sf_node_import() {
   echo "$digest" >"$NODE_ROOT/imported/${ref//\//_}"
 }
 
+# Builds every image of hack/images (the shop's from target/$1, default
+# debug) and imports what changed into the node. The shop's image is also
+# tagged `dev-next`: the same build under a second tag, for upgrade tests.
+sf_node_load_images() {
+  local profile="${1:-debug}" name ref
+  _sf_node_healthy containerd || sf_die "the real node is not up (hack/cluster/up.sh)"
+  # shellcheck source=hack/images/lib.sh
+  source "$CLUSTER_SCRIPT_DIR/../images/lib.sh"
+  COREDNS_BIN="$NODE_BIN_DIR/coredns" sf_images_build --profile "$profile" >/dev/null
+  while read -r name ref _; do
+    sf_node_import "$ref" "$(sf_image_archive "$name")"
+  done < <(sf_images_list)
+  ref="$(sf_image_ref storefront)"
+  _sf_node_ctr images tag --force "$ref" "${ref%:*}:dev-next" >/dev/null
+  sf_log "Images on $NODE_NAME:"
+  _sf_node_ctr images ls -q | grep -v '^sha256:' | sed 's/^/    /' >&2
+}
+
 # Labels a namespace's pods onto the real node (creating the namespace).
 sf_node_namespace() {
-  sf_kubectl create namespace "$1" --dry-run=client -o yaml |
-    sf_kubectl annotate --local -f - -o yaml --overwrite \
-      "scheduler.alpha.kubernetes.io/node-selector=$NODE_LABEL" |
-    sf_kubectl apply -f - >/dev/null
+  sf_kubectl get namespace "$1" >/dev/null 2>&1 || sf_kubectl create namespace "$1" >/dev/null
+  sf_kubectl annotate namespace "$1" --overwrite \
+    "scheduler.alpha.kubernetes.io/node-selector=$NODE_LABEL" >/dev/null
 }
 
 _sf_node_addons() {
@@ -685,7 +704,7 @@ sf_node_down() {
 }
 
 _sf_node_kill_cgroup_tasks() {
-  local file pid round
+  local file pid
   for _ in 1 2 3; do
     local found=0
     while read -r file; do
