@@ -277,6 +277,10 @@ state = '$NODE_RUN/containerd'
   snapshotter = 'overlayfs'
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = '$pause'
+  # Every registry is a closed port on loopback: an image that was not
+  # imported fails to pull at once, and no pull ever leaves this host.
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = '$NODE_ROOT/registries'
 
 [plugins.'io.containerd.cri.v1.runtime']
   # Root here lacks CAP_SYS_RESOURCE: runc may not lower oom_score_adj.
@@ -300,6 +304,10 @@ state = '$NODE_RUN/containerd'
 [plugins.'io.containerd.grpc.v1.cri']
   stream_server_address = '127.0.0.1'
   stream_server_port = '0'
+EOF
+  mkdir -p "$NODE_ROOT/registries/_default"
+  cat >"$NODE_ROOT/registries/_default/hosts.toml" <<EOF
+server = "http://127.0.0.1:9"
 EOF
   # Pods that resolve outside the cluster find no server: nothing leaves the host.
   echo "# the storefront test node has no upstream DNS" >"$NODE_ROOT/resolv.conf"
@@ -416,13 +424,21 @@ _sf_node_start() {
   pidfile="$(_sf_cluster_pidfile "$what")"
   log="$(_sf_cluster_log "$what")"
   pid="$(sf_read_pidfile "$pidfile")" || pid=""
+  # What it runs with: the command line and its configuration file.
+  local cmd=() fingerprint
+  mapfile -t cmd < <(_sf_node_command "$what")
+  fingerprint="${cmd[*]} $({ cat "$CLUSTER_RUN_DIR/$what".{toml,yaml} 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)"
+  if [[ -n "$pid" && "$(cat "$pidfile.cmd" 2>/dev/null)" != "$fingerprint" ]]; then
+    sf_log "$what runs with another configuration than this checkout's: restarting it"
+    sf_cluster_stop "$what"
+    pid=""
+  fi
   if [[ -n "$pid" ]] && _sf_node_healthy "$what"; then
     sf_info "$what already running (pid $pid)"
     return 0
   fi
   if [[ -z "$pid" ]]; then
-    local cmd=()
-    mapfile -t cmd < <(_sf_node_command "$what")
+    printf '%s' "$fingerprint" >"$pidfile.cmd"
     sf_log "Starting $what"
     printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "${cmd[*]}" >>"$log"
     setsid "${cmd[@]}" </dev/null >>"$log" 2>&1 8>&- 9>&- &
