@@ -7,11 +7,12 @@
 //! the broker.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt, ResourceExt};
@@ -37,10 +38,21 @@ struct Operator {
 
 impl Operator {
     fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    /// [`Operator::start`] with more `run` flags.
+    fn start_with(namespace: &str, args: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_storefront-operator"))
             .args(["--log-format", "text", "--log-level", "info", "run"])
             .args(["--listen", "127.0.0.1:0", "--watch-namespace", namespace])
+            .args(args)
             .env("KUBECONFIG", kubeconfig_path())
+            // As from a kubeconfig on a developer's machine, whatever the
+            // test's environment says.
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("OPERATOR_POD_LABELS")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -113,6 +125,16 @@ async fn external_storefront(
     name: &str,
     deletion_policy: &str,
 ) -> Api<Storefront> {
+    external_storefront_on(ns, name, deletion_policy, &kafka_bootstrap_servers()).await
+}
+
+/// [`external_storefront`] with the Kafka at `bootstrap`.
+async fn external_storefront_on(
+    ns: &TestNamespace,
+    name: &str,
+    deletion_policy: &str,
+    bootstrap: &str,
+) -> Api<Storefront> {
     let (host, port, user, password) = postgres();
     let secrets: Api<Secret> = ns.api();
     secrets
@@ -135,7 +157,7 @@ async fn external_storefront(
             "postgres": { "external": { "host": host, "port": port, "adminSecretName": "pg-admin", "sslMode": "disable" } },
             "redis": { "external": { "url": "redis://127.0.0.1:56379" } },
             "kafka": {
-                "external": { "bootstrapServers": kafka_bootstrap_servers() },
+                "external": { "bootstrapServers": bootstrap },
                 "topics": { "checkout": { "partitions": 2 }, "order": { "partitions": 1 }, "deletionPolicy": deletion_policy },
             },
         },
@@ -622,23 +644,57 @@ async fn a_broker_outage_is_a_condition_and_recovers_when_it_returns() {
     ns.cleanup().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here() {
-    install_crd().await;
-    let ns = TestNamespace::new("operator-managed").await.unwrap();
-    let operator = Operator::start(ns.name());
-    let api: Api<Storefront> = ns.api();
-    let sf: Storefront = serde_json::from_value(json!({
+/// A Storefront with PostgreSQL, Redis and Kafka managed, and `spec` merged in.
+fn managed_storefront(name: &str, spec: serde_json::Value) -> Storefront {
+    let mut body = json!({
         "apiVersion": "shop.storefront.dev/v1alpha1",
         "kind": "Storefront",
-        "metadata": { "name": "shop" },
+        "metadata": { "name": name },
         "spec": { "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} } },
-    }))
+    });
+    json_patch::merge(&mut body["spec"], &spec);
+    serde_json::from_value(body).unwrap()
+}
+
+/// The reasons of the Events about `storefront`, with their notes.
+async fn events(ns: &TestNamespace, storefront: &str) -> Vec<(String, String)> {
+    ns.api::<k8s_openapi::api::events::v1::Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(storefront))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_managed_storefront_run_from_outside_the_cluster_says_its_stores_need_an_in_cluster_operator()
+ {
+    install_crd().await;
+    let ns = TestNamespace::new("operator-managed").await.unwrap();
+    // As the chart would tell it where its pods are (here it runs from a
+    // kubeconfig, so it also knows it is outside the cluster).
+    let operator = Operator::start_with(
+        ns.name(),
+        &[
+            "--operator-namespace",
+            "storefront-system",
+            "--operator-pod-labels",
+            "app.kubernetes.io/name=storefront-operator,app.kubernetes.io/instance=ops",
+        ],
+    );
+    let api: Api<Storefront> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &managed_storefront("shop", json!({})),
+    )
+    .await
     .unwrap();
-    api.create(&PostParams::default(), &sf).await.unwrap();
-    // kwok runs no container: the services are available, the stores'
-    // StatefulSets exist, and the databases and broker are truthfully
-    // unreachable.
+    // kwok runs no container: the services are available and the stores'
+    // StatefulSets exist; the databases and the broker are out of this
+    // operator's reach, and it says why.
     let sf = wait_for(&api, "shop", READY_TIMEOUT, |sf| {
         has_condition(sf, "ServicesAvailable", "True")
             && has_condition(sf, "DatabasesReady", "False")
@@ -646,12 +702,29 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     })
     .await
     .unwrap();
-    assert_eq!(
-        condition(&sf, "DatabasesReady").unwrap().1,
-        "PostgresUnreachable"
+    for type_ in ["DatabasesReady", "TopicsReady", "Degraded"] {
+        assert_eq!(
+            condition(&sf, type_).unwrap().1,
+            "OperatorOutsideCluster",
+            "{type_}"
+        );
+    }
+    let message = &sf.status.as_ref().unwrap().conditions;
+    let databases = message
+        .iter()
+        .find(|c| c.type_ == "DatabasesReady")
+        .unwrap();
+    assert!(
+        databases.message.contains("run it in the cluster"),
+        "{}",
+        databases.message
     );
-    assert_eq!(condition(&sf, "TopicsReady").unwrap().1, "KafkaUnreachable");
     assert_eq!(condition(&sf, "Ready").unwrap().0, "False");
+    let reasons = events(&ns, "shop").await;
+    assert!(
+        reasons.iter().any(|(r, _)| r == "OperatorOutsideCluster"),
+        "{reasons:?}"
+    );
     for store in ["postgres", "redis", "kafka"] {
         ns.api::<StatefulSet>()
             .get(&format!("shop-{store}"))
@@ -660,7 +733,28 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     }
     let admin = secret_value(&ns, "shop-postgres-admin", "password").await;
     assert_eq!(admin.len(), 32);
-    // Under the default Retain policy it carries no finalizer: deleting it
+    // The stores let in the operator's pods (its namespace and labels, as
+    // given), which the API server takes as a valid policy.
+    let policy = ns
+        .api::<k8s_openapi::api::networking::v1::NetworkPolicy>()
+        .get("shop-stores")
+        .await
+        .unwrap();
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    let operator_peer = rules[1].from.as_ref().unwrap()[0].clone();
+    assert_eq!(
+        operator_peer
+            .namespace_selector
+            .unwrap()
+            .match_labels
+            .unwrap()["kubernetes.io/metadata.name"],
+        "storefront-system"
+    );
+    assert_eq!(
+        operator_peer.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"],
+        "ops"
+    );
+    // With the default topic policy it carries no finalizer: deleting it
     // never waits for the operator.
     let sf = api.get("shop").await.unwrap();
     assert!(sf.finalizers().is_empty(), "{:?}", sf.finalizers());
@@ -669,5 +763,220 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     wait_for_deletion(&api, "shop", READY_TIMEOUT)
         .await
         .unwrap();
+    ns.cleanup().await.unwrap();
+}
+
+/// How long a Storefront whose broker is gone may take to be deleted.
+const DELETION_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn deleting_a_managed_kafka_storefront_never_waits_for_its_broker() {
+    install_crd().await;
+    let ns = TestNamespace::new("operator-managed-delete").await.unwrap();
+    let _operator = Operator::start(ns.name());
+    let api: Api<Storefront> = ns.api();
+    // Topics to be deleted with it, on a broker that never comes up (kwok
+    // runs nothing): they are on the broker's volume, which goes with it.
+    let delete_topics = json!({ "kafka": { "topics": { "deletionPolicy": "Delete" } } });
+    api.create(
+        &PostParams::default(),
+        &managed_storefront("shop", delete_topics.clone()),
+    )
+    .await
+    .unwrap();
+    let sf = wait_for(&api, "shop", READY_TIMEOUT, |sf| {
+        has_condition(sf, "TopicsReady", "False")
+    })
+    .await
+    .unwrap();
+    assert!(sf.finalizers().is_empty(), "{:?}", sf.finalizers());
+    api.delete("shop", &DeleteParams::default()).await.unwrap();
+    wait_for_deletion(&api, "shop", DELETION_TIMEOUT)
+        .await
+        .unwrap();
+
+    // One that carries the finalizer already (an older operator put it
+    // there) goes as quickly.
+    let mut legacy = managed_storefront("legacy", delete_topics);
+    legacy.metadata.finalizers = Some(vec![storefront_operator::controller::FINALIZER.to_owned()]);
+    api.create(&PostParams::default(), &legacy).await.unwrap();
+    wait_for(&api, "legacy", READY_TIMEOUT, |sf| sf.status.is_some())
+        .await
+        .unwrap();
+    api.delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deletion(&api, "legacy", DELETION_TIMEOUT)
+        .await
+        .unwrap();
+    ns.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_external_kafka_delays_deletion_only_until_the_cleanup_timeout() {
+    install_crd().await;
+    let ns = TestNamespace::new("operator-gone-broker").await.unwrap();
+    let _operator = Operator::start_with(ns.name(), &["--cleanup-timeout", "5s"]);
+    // Nothing listens on the discard port.
+    let api = external_storefront_on(&ns, "shop", "Delete", "127.0.0.1:9").await;
+    let sf = wait_for(&api, "shop", READY_TIMEOUT, |sf| {
+        has_condition(sf, "TopicsReady", "False")
+    })
+    .await
+    .unwrap();
+    assert_eq!(condition(&sf, "TopicsReady").unwrap().1, "KafkaUnreachable");
+    assert_eq!(
+        sf.finalizers(),
+        [storefront_operator::controller::FINALIZER]
+    );
+    api.delete("shop", &DeleteParams::default()).await.unwrap();
+    // A few attempts, then the Storefront goes with a Warning naming the
+    // topics left behind.
+    wait_for_deletion(&api, "shop", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let reasons = events(&ns, "shop").await;
+    let left = reasons
+        .iter()
+        .find(|(r, _)| r == "TopicsLeft")
+        .unwrap_or_else(|| panic!("no TopicsLeft Event: {reasons:?}"));
+    assert!(
+        left.1
+            .contains(&format!("{}.shop.checkout-events", ns.name())),
+        "{}",
+        left.1
+    );
+    assert!(
+        reasons.iter().any(|(r, _)| r == "TopicDeletionFailed"),
+        "{reasons:?}"
+    );
+    drop_databases(ns.name(), "shop").await;
+    ns.cleanup().await.unwrap();
+}
+
+/// The claims of one Storefront's managed stores, by name, with their uids.
+async fn claims(ns: &TestNamespace) -> BTreeMap<String, String> {
+    ns.api::<PersistentVolumeClaim>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
+        .collect()
+}
+
+const CLAIMS: [&str; 3] = [
+    "data-shop-postgres-0",
+    "data-shop-redis-0",
+    "data-shop-kafka-0",
+];
+
+async fn wait_for_claims(ns: &TestNamespace) -> BTreeMap<String, String> {
+    let api = ns.api::<PersistentVolumeClaim>();
+    for claim in CLAIMS {
+        wait_for(&api, claim, READY_TIMEOUT, |_| true)
+            .await
+            .unwrap();
+    }
+    claims(ns).await
+}
+
+#[tokio::test]
+async fn a_managed_storefront_s_volumes_and_admin_secret_go_with_it_unless_retained() {
+    install_crd().await;
+    let ns = TestNamespace::new("operator-volumes").await.unwrap();
+    let _operator = Operator::start(ns.name());
+    let api: Api<Storefront> = ns.api();
+    let secrets = ns.api::<Secret>();
+
+    // By default the volumes, and the admin credentials they were made
+    // with, go with the Storefront.
+    api.create(
+        &PostParams::default(),
+        &managed_storefront("shop", json!({})),
+    )
+    .await
+    .unwrap();
+    let first = wait_for_claims(&ns).await;
+    let first_password = secret_value(&ns, "shop-postgres-admin", "password").await;
+    delete_shop(&api, &ns).await;
+    wait_for_list(
+        &ns.api::<PersistentVolumeClaim>(),
+        &ListParams::default(),
+        READY_TIMEOUT,
+        |items| items.is_empty(),
+    )
+    .await
+    .unwrap();
+    wait_for_deletion(&secrets, "shop-postgres-admin", READY_TIMEOUT)
+        .await
+        .unwrap();
+
+    // Made again in the same namespace: new volumes, new credentials.
+    let retain = json!({ "postgres": { "managed": { "deletionPolicy": "Retain" } } });
+    api.create(
+        &PostParams::default(),
+        &managed_storefront("shop", retain.clone()),
+    )
+    .await
+    .unwrap();
+    let second = wait_for_claims(&ns).await;
+    for claim in CLAIMS {
+        assert_ne!(first[claim], second[claim], "{claim} is a new volume");
+    }
+    let second_password = secret_value(&ns, "shop-postgres-admin", "password").await;
+    assert_ne!(first_password, second_password);
+    // Retained, the admin Secret belongs to no one, so it stays with the
+    // PostgreSQL volume.
+    let admin = wait_for(&secrets, "shop-postgres-admin", READY_TIMEOUT, |s| {
+        s.owner_references().is_empty()
+    })
+    .await
+    .unwrap();
+    assert!(admin.owner_references().is_empty());
+    delete_shop(&api, &ns).await;
+    // The Redis and Kafka volumes (policy Delete) go; PostgreSQL's and its
+    // admin Secret stay.
+    wait_for_list(
+        &ns.api::<PersistentVolumeClaim>(),
+        &ListParams::default(),
+        READY_TIMEOUT,
+        |items| items.len() == 1,
+    )
+    .await
+    .unwrap();
+    let kept = claims(&ns).await;
+    assert_eq!(
+        kept.get("data-shop-postgres-0"),
+        second.get("data-shop-postgres-0")
+    );
+    assert_eq!(
+        secret_value(&ns, "shop-postgres-admin", "password").await,
+        second_password
+    );
+
+    // A Storefront of the same name takes both up again: the server on
+    // that volume still knows this password.
+    api.create(&PostParams::default(), &managed_storefront("shop", retain))
+        .await
+        .unwrap();
+    let third = wait_for_claims(&ns).await;
+    assert_eq!(
+        third["data-shop-postgres-0"],
+        second["data-shop-postgres-0"]
+    );
+    wait_for(
+        &ns.api::<StatefulSet>(),
+        "shop-postgres",
+        READY_TIMEOUT,
+        |_| true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        secret_value(&ns, "shop-postgres-admin", "password").await,
+        second_password
+    );
     ns.cleanup().await.unwrap();
 }

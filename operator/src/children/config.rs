@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Child, ChildKind, NameStr, SecretInputs, listen_port, namespace, object};
-use crate::crd::Storefront;
+use crate::crd::{DeletionPolicy, Storefront};
 use crate::names::{self, METRICS_PORT, SERVICES, ServiceKind};
 use crate::topics::WantedTopic;
 
@@ -87,20 +87,37 @@ pub fn generated_jwt_secret_name(sf: &Storefront) -> String {
 }
 
 /// A generated Secret's body (the values come from the caller, which keeps
-/// existing ones).
+/// existing ones). `owned`: it goes with the Storefront (an owner
+/// reference); otherwise it outlives it, as a retained PostgreSQL volume's
+/// admin credentials must.
 pub fn secret(
     sf: &Storefront,
     name: &str,
     component: &str,
     data: &BTreeMap<String, String>,
+    owned: bool,
 ) -> Child {
-    object(
+    let mut child = object(
         sf,
         ChildKind::Secret,
         name,
         component,
         json!({ "type": "Opaque", "stringData": data }),
-    )
+    );
+    if !owned && let Some(metadata) = child.body["metadata"].as_object_mut() {
+        metadata.remove("ownerReferences");
+    }
+    child
+}
+
+/// Whether the managed PostgreSQL's admin Secret goes with the Storefront:
+/// as long as its volume lives, so do the credentials it was made with.
+pub fn postgres_admin_secret_owned(sf: &Storefront) -> bool {
+    sf.spec
+        .postgres
+        .managed
+        .as_ref()
+        .is_none_or(|m| m.deletion_policy == DeletionPolicy::Delete)
 }
 
 /// The non-secret configuration every service reads (environment variables).
@@ -167,7 +184,13 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
         names::consumer_group(ns, name, "inventory"),
     );
     set("CART_REDIS_URL", redis_url(sf));
-    set("CART_CACHE_PREFIX", format!("{ns}:{name}"));
+    // The cart caches under `<prefix><user id>`: the closing separator keeps
+    // two shops on one Redis apart (neither a namespace nor a name holds a
+    // colon, so no shop's prefix starts another's).
+    set(
+        "CART_CACHE_PREFIX",
+        format!("storefront:cart:v1:{ns}:{name}:"),
+    );
     if let Some(limits) = &sf.spec.gateway.rate_limits {
         for (key, value) in [
             ("GATEWAY_RATE_LIMIT_PER_USER", limits.per_user),

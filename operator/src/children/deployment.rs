@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::config::{config_data, config_hash, database_secret_name};
+use super::connections::database_pools;
 use super::{
     CONFIG_HASH_ANNOTATION, Child, ChildKind, NameStr, SecretInputs, image, labels, listen_port,
     object, selector_labels, service_spec,
@@ -13,6 +14,8 @@ use crate::names::{self, METRICS_PORT, ServiceKind};
 
 /// The user the shop's containers run as (the image's non-root user).
 const RUN_AS_USER: i64 = 65532;
+/// Startup probes every 5 s, this many times: five minutes.
+const STARTUP_PROBE_FAILURES: i32 = 60;
 
 fn container_security_context() -> Value {
     json!({
@@ -51,20 +54,46 @@ pub(super) fn service_deployment(
         }));
         secrets.push(secret.clone());
     }
-    env.push(json!({ "name": "OTEL_SERVICE_NAME", "value": service.name }));
+    // Each pod's share of a managed PostgreSQL's connections.
+    if let Some(pool) = database_pools(sf).and_then(|pools| pools.get(service.name).copied()) {
+        env.push(json!({
+            "name": format!("{}_DB_MAX_CONNECTIONS", service.env_prefix()),
+            "value": pool.to_string(),
+        }));
+    }
+    // The name the traces of `storefront <service>` carry everywhere else.
+    env.push(json!({
+        "name": "OTEL_SERVICE_NAME",
+        "value": format!("storefront-{}", service.name),
+    }));
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let hash = config_hash(&config_data(sf), &secret_refs, inputs);
-    let (readiness, liveness) = if service.is_gateway() {
-        (
-            json!({ "httpGet": { "path": "/readyz", "port": "http" }, "periodSeconds": 5, "failureThreshold": 3 }),
-            json!({ "httpGet": { "path": "/healthz", "port": "http" }, "periodSeconds": 10, "failureThreshold": 3 }),
+    // A service serves (and answers its health check) only once its
+    // database is reachable and migrated, which on a shop's first start
+    // waits for a new PostgreSQL: the startup probe gives it up to five
+    // minutes before liveness takes over.
+    let check = if service.is_gateway() {
+        json!({ "httpGet": { "path": "/healthz", "port": "http" } })
+    } else {
+        json!({ "grpc": { "port": port } })
+    };
+    let probe = |check: &Value, period: i32, failures: i32| {
+        let mut probe = check.clone();
+        probe["periodSeconds"] = json!(period);
+        probe["failureThreshold"] = json!(failures);
+        probe
+    };
+    let readiness = if service.is_gateway() {
+        probe(
+            &json!({ "httpGet": { "path": "/readyz", "port": "http" } }),
+            5,
+            3,
         )
     } else {
-        (
-            json!({ "grpc": { "port": port }, "periodSeconds": 5, "failureThreshold": 3 }),
-            json!({ "grpc": { "port": port }, "periodSeconds": 10, "failureThreshold": 3 }),
-        )
+        probe(&check, 5, 3)
     };
+    let liveness = probe(&check, 10, 3);
+    let startup = probe(&check, 5, STARTUP_PROBE_FAILURES);
     let port_name = if service.is_gateway() { "http" } else { "grpc" };
     let mut container = json!({
         "name": service.name,
@@ -76,6 +105,7 @@ pub(super) fn service_deployment(
         ],
         "envFrom": [{ "configMapRef": { "name": config_name } }],
         "env": env,
+        "startupProbe": startup,
         "readinessProbe": readiness,
         "livenessProbe": liveness,
         "securityContext": container_security_context(),

@@ -7,6 +7,7 @@
 //! no longer wanted.
 
 mod config;
+mod connections;
 mod deployment;
 mod hpa;
 mod ingress;
@@ -27,8 +28,11 @@ use crate::names::{self, SERVICES, ServiceKind};
 
 pub use config::{
     config_data, config_hash, database_secret_name, fingerprint, generated_jwt_secret_name,
-    kafka_bootstrap, postgres_admin_secret_name, postgres_host, redis_url, secret, topics,
+    kafka_bootstrap, postgres_admin_secret_name, postgres_admin_secret_owned, postgres_host,
+    redis_url, secret, topics,
 };
+pub use connections::{MANAGED_POSTGRES_MAX_CONNECTIONS, database_pools, postgres_max_connections};
+pub use network_policy::OperatorPods;
 pub use stores::{KAFKA_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE};
 
 /// The field manager of every server-side apply.
@@ -209,13 +213,25 @@ fn owner_reference(sf: &Storefront) -> Value {
 }
 
 fn object(sf: &Storefront, kind: ChildKind, name: &str, component: &str, rest: Value) -> Child {
+    labelled_object(sf, kind, name, &labels(sf, component), rest)
+}
+
+/// [`object`] with labels of the caller's choosing (a managed store's do
+/// not carry the shop's version).
+fn labelled_object(
+    sf: &Storefront,
+    kind: ChildKind,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    rest: Value,
+) -> Child {
     let mut body = json!({
         "apiVersion": kind.api_version(),
         "kind": kind.gvk().2,
         "metadata": {
             "name": name,
             "namespace": namespace(sf),
-            "labels": labels(sf, component),
+            "labels": labels,
             "ownerReferences": [owner_reference(sf)],
         },
     });
@@ -251,8 +267,14 @@ fn service_spec(sf: &Storefront, service: ServiceKind) -> &ServiceSpec {
 }
 
 /// Every object the Storefront wants except its Secrets (which the
-/// controller writes first, keeping generated values).
-pub fn desired(sf: &Storefront, inputs: &SecretInputs) -> Vec<Child> {
+/// controller writes first, keeping generated values). `operator` is where
+/// the operator's own pods are, when it runs in the cluster: the managed
+/// stores let them in (it provisions databases and topics over the network).
+pub fn desired(
+    sf: &Storefront,
+    inputs: &SecretInputs,
+    operator: Option<&OperatorPods>,
+) -> Vec<Child> {
     let name = sf.name_any_str();
     let mut children = vec![object(
         sf,
@@ -267,7 +289,7 @@ pub fn desired(sf: &Storefront, inputs: &SecretInputs) -> Vec<Child> {
         children.push(pdb::pdb(sf, service));
         children.extend(hpa::hpa(sf, service));
     }
-    children.extend(network_policy::network_policies(sf));
+    children.extend(network_policy::network_policies(sf, operator));
     children.extend(ingress::ingress(sf));
     children.extend(stores::managed_stores(sf));
     children

@@ -24,7 +24,7 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::children::{self, Child, ChildKind, FIELD_MANAGER, fingerprint};
+use crate::children::{self, Child, ChildKind, FIELD_MANAGER, OperatorPods, fingerprint};
 use crate::crd::{DeletionPolicy, Storefront};
 use crate::names;
 use crate::postgres::{self, Database};
@@ -33,7 +33,7 @@ use crate::topics;
 use prune::prune;
 use secrets::secrets;
 pub use status::set_condition;
-use status::{Outcome, report_topics, services_status, write_status};
+use status::{Outcome, outside_cluster, report_topics, services_status, write_status};
 
 /// The finalizer that lets topics be deleted before the Storefront goes.
 pub const FINALIZER: &str = "shop.storefront.dev/cleanup";
@@ -74,10 +74,38 @@ impl Error {
     }
 }
 
+/// Where and how the operator runs, as reconciling needs to know.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The operator's own pods, when it runs in the cluster: the managed
+    /// stores' NetworkPolicy lets them in.
+    pub operator_pods: Option<OperatorPods>,
+    /// Whether the operator runs in a pod of the cluster, where the managed
+    /// stores' `<name>-<store>.<namespace>.svc` names resolve. Outside it
+    /// (run from a kubeconfig), a managed store it cannot reach is reported
+    /// as `OperatorOutsideCluster`.
+    pub in_cluster: bool,
+    /// How long a deleted Storefront's finalizer keeps trying to delete the
+    /// topics of an unreachable external Kafka before it gives up (with a
+    /// Warning Event naming them) and lets the Storefront go.
+    pub cleanup_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            operator_pods: None,
+            in_cluster: false,
+            cleanup_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    pub settings: Settings,
     /// Per Storefront (uid) and step, the fingerprint of the inputs last
     /// brought about successfully and when: a reconcile whose inputs are
     /// unchanged since, within [`RESYNC`], skips that step (most reconciles
@@ -116,7 +144,7 @@ impl Context {
 }
 
 impl Context {
-    pub fn new(client: Client, instance: Option<String>) -> Self {
+    pub fn new(client: Client, instance: Option<String>, settings: Settings) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -127,6 +155,7 @@ impl Context {
         Self {
             client,
             recorder,
+            settings,
             done: Mutex::default(),
         }
     }
@@ -162,13 +191,14 @@ async fn publish(ctx: &Context, sf: &Storefront, type_: EventType, reason: &str,
 }
 
 /// Entry point for the controller. Only a Storefront whose topics are to be
-/// deleted with it carries the finalizer (so that, under the default
-/// `Retain`, deleting a Storefront never waits for the operator); one whose
-/// policy went back to `Retain` loses it.
+/// deleted with it ([`deletes_topics`]) carries the finalizer (so that
+/// otherwise deleting a Storefront never waits for the operator); one that
+/// no longer needs it loses it, and one deleted while carrying it (say, from
+/// an older operator) gets a cleanup that always ends.
 pub async fn reconcile(sf: Arc<Storefront>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api: Api<Storefront> = Api::namespaced(ctx.client.clone(), &namespace(&sf));
-    let wants_finalizer = sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete;
+    let wants_finalizer = deletes_topics(&sf);
     let has_finalizer = sf.finalizers().iter().any(|f| f == FINALIZER);
     let deleting = sf.metadata.deletion_timestamp.is_some();
     let result = if wants_finalizer || (has_finalizer && deleting) {
@@ -221,22 +251,37 @@ pub fn error_policy(sf: Arc<Storefront>, error: &Error, _ctx: Arc<Context>) -> A
     Action::requeue(RETRY_NOT_READY)
 }
 
-/// Deletion: topics go only under policy `Delete`; everything else is
-/// garbage-collected through owner references.
+/// Whether deleting this Storefront waits for its topics to be deleted:
+/// only an external Kafka's, under policy `Delete`. A managed broker's
+/// topics are on its volume, which goes (or stays) with the StatefulSet:
+/// there is nothing to delete over the network, and the broker may be
+/// going away itself (or never have come up).
+pub fn deletes_topics(sf: &Storefront) -> bool {
+    sf.spec.kafka.external.is_some()
+        && sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete
+}
+
+/// How long ago the Storefront was deleted.
+fn time_since_deletion(sf: &Storefront) -> Duration {
+    sf.metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+        .unwrap_or_default()
+}
+
+/// Deletion: an external Kafka's topics go under policy `Delete`;
+/// everything else is garbage-collected through owner references. A broker
+/// that stays unreachable (or refuses) is retried until
+/// [`Settings::cleanup_timeout`] after the deletion, then given up on with
+/// a Warning Event naming what was left: deleting a Storefront always ends.
 async fn cleanup(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
-    if sf.spec.kafka.topics.deletion_policy == DeletionPolicy::Delete {
-        let names: Vec<String> = children::topics(sf).into_iter().map(|t| t.name).collect();
-        if let Err(error) = topics::delete(&children::kafka_bootstrap(sf), &names).await {
-            publish(
-                ctx,
-                sf,
-                EventType::Warning,
-                "TopicDeletionFailed",
-                error.to_string(),
-            )
-            .await;
-            return Err(error.into());
-        }
+    if !deletes_topics(sf) {
+        return Ok(Action::await_change());
+    }
+    let names: Vec<String> = children::topics(sf).into_iter().map(|t| t.name).collect();
+    let bootstrap = children::kafka_bootstrap(sf);
+    let Err(error) = topics::delete(&bootstrap, &names).await else {
         publish(
             ctx,
             sf,
@@ -245,7 +290,37 @@ async fn cleanup(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             names.join(", "),
         )
         .await;
+        return Ok(Action::await_change());
+    };
+    let waited = time_since_deletion(sf);
+    let patience = ctx.settings.cleanup_timeout;
+    if waited < patience {
+        publish(
+            ctx,
+            sf,
+            EventType::Warning,
+            "TopicDeletionFailed",
+            format!(
+                "{error}; retrying for another {}s",
+                (patience - waited).as_secs()
+            ),
+        )
+        .await;
+        return Err(error.into());
     }
+    publish(
+        ctx,
+        sf,
+        EventType::Warning,
+        "TopicsLeft",
+        format!(
+            "gave up deleting topics {} on {bootstrap} after {}s ({error}); the Storefront goes, \
+             the topics stay: delete them by hand",
+            names.join(", "),
+            waited.as_secs()
+        ),
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -313,7 +388,7 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
 
     let (inputs, server, databases, admin_problem) = secrets(sf, ctx).await?;
     let uid = sf.uid().unwrap_or_default();
-    let wanted = children::desired(sf, &inputs);
+    let wanted = children::desired(sf, &inputs, ctx.settings.operator_pods.as_ref());
     let children_fingerprint = fingerprint(&wanted.iter().map(|c| &c.body).collect::<Vec<_>>());
     let children_done = ctx.is_done(&uid, Step::Children, &children_fingerprint);
     if !children_done {
@@ -389,6 +464,13 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
             Err(error) => Outcome::failed(error.reason(), error.to_string()),
         },
     };
+    let databases_outcome = outside_cluster(
+        &ctx.settings,
+        "PostgreSQL",
+        sf.spec.postgres.managed.is_some(),
+        "PostgresUnreachable",
+        databases_outcome,
+    );
 
     // Topics.
     let wanted_topics = children::topics(sf);
@@ -428,6 +510,13 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         }
         Err(error) => Outcome::failed(error.reason(), error.to_string()),
     };
+    let topics_outcome = outside_cluster(
+        &ctx.settings,
+        "Kafka",
+        sf.spec.kafka.managed.is_some(),
+        "KafkaUnreachable",
+        topics_outcome,
+    );
     let (services, services_outcome) = services_status(sf, ctx).await?;
     status.services = services;
     status.gateway_address = Some(format!(

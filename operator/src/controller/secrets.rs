@@ -17,37 +17,57 @@ use crate::postgres::{self, Database};
 use super::status::Outcome;
 use super::{Context, Error, apply_child, namespace, publish};
 
-fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .filter_map(|(k, v)| String::from_utf8(v.0.clone()).ok().map(|v| (k.clone(), v)))
-        .collect()
+/// A Secret as read back: its values, and whether this Storefront owns it.
+#[derive(Clone, Debug, Default)]
+struct Stored {
+    data: BTreeMap<String, String>,
+    owned: bool,
 }
 
-/// Applies a generated Secret unless it already holds exactly `data`;
-/// notes its name in `created` when it is new.
+fn stored(secret: &Secret, uid: Option<&str>) -> Stored {
+    Stored {
+        data: secret
+            .data
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| String::from_utf8(v.0.clone()).ok().map(|v| (k.clone(), v)))
+            .collect(),
+        owned: secret
+            .owner_references()
+            .iter()
+            .any(|o| Some(o.uid.as_str()) == uid),
+    }
+}
+
+/// A generated Secret, as it should be.
+struct Wanted<'a> {
+    name: &'a str,
+    component: &'a str,
+    data: &'a BTreeMap<String, String>,
+    /// Goes with the Storefront (owner reference).
+    owned: bool,
+}
+
+/// Applies a generated Secret unless it already holds exactly `data`, owned
+/// as wanted; notes its name in `created` when it is new.
 async fn ensure_secret(
     ctx: &Context,
     sf: &Storefront,
-    name: &str,
-    component: &str,
-    existing: Option<&BTreeMap<String, String>>,
-    data: &BTreeMap<String, String>,
+    wanted: Wanted<'_>,
+    existing: Option<&Stored>,
     created: &mut Vec<String>,
 ) -> Result<(), Error> {
-    if existing == Some(data) {
+    if existing.is_some_and(|e| &e.data == wanted.data && e.owned == wanted.owned) {
         return Ok(());
     }
     apply_child(
         ctx,
         &namespace(sf),
-        &children::secret(sf, name, component, data),
+        &children::secret(sf, wanted.name, wanted.component, wanted.data, wanted.owned),
     )
     .await?;
     if existing.is_none() {
-        created.push(name.to_owned());
+        created.push(wanted.name.to_owned());
     }
     Ok(())
 }
@@ -73,20 +93,22 @@ pub(super) async fn secrets(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     // The Secrets the operator made carry the instance label: one LIST
     // reads them all; others (an external admin's, a JWT reference) by name.
-    let ours: BTreeMap<String, BTreeMap<String, String>> = api
+    let uid = sf.uid();
+    let uid = uid.as_deref();
+    let ours: BTreeMap<String, Stored> = api
         .list(&ListParams::default().labels(&children::instance_selector(&name)))
         .await?
         .items
         .iter()
-        .map(|s| (s.name_any(), secret_data(s)))
+        .map(|s| (s.name_any(), stored(s, uid)))
         .collect();
     let read_secret = |secret: String| {
         let api = api.clone();
         let known = ours.get(&secret).cloned();
         async move {
             match known {
-                Some(data) => Ok(Some(data)),
-                None => Ok::<_, Error>(api.get_opt(&secret).await?.map(|s| secret_data(&s))),
+                Some(stored) => Ok(Some(stored)),
+                None => Ok::<_, Error>(api.get_opt(&secret).await?.map(|s| stored(&s, uid))),
             }
         }
     };
@@ -100,22 +122,19 @@ pub(super) async fn secrets(
     let admin = if sf.spec.postgres.managed.is_some() {
         let password = admin
             .as_ref()
-            .and_then(|d| d.get("password").cloned())
+            .and_then(|d| d.data.get("password").cloned())
             .unwrap_or_else(postgres::generate_password);
         let data = BTreeMap::from([
             ("username".to_owned(), "postgres".to_owned()),
             ("password".to_owned(), password),
         ]);
-        ensure_secret(
-            ctx,
-            sf,
-            &admin_name,
-            "postgres",
-            admin.as_ref(),
-            &data,
-            &mut created,
-        )
-        .await?;
+        let wanted = Wanted {
+            name: &admin_name,
+            component: "postgres",
+            data: &data,
+            owned: children::postgres_admin_secret_owned(sf),
+        };
+        ensure_secret(ctx, sf, wanted, admin.as_ref(), &mut created).await?;
         Some(data)
     } else {
         if admin.is_none() {
@@ -124,7 +143,7 @@ pub(super) async fn secrets(
                 format!("the PostgreSQL admin Secret {admin_name} does not exist in {ns}"),
             ));
         }
-        admin
+        admin.map(|a| a.data)
     };
     let (host, port) = children::postgres_host(sf);
     let ssl_mode = match sf
@@ -159,7 +178,7 @@ pub(super) async fn secrets(
             name: names::database(&ns, &name, service.name),
             password: existing
                 .as_ref()
-                .and_then(|d| d.get("password").cloned())
+                .and_then(|d| d.data.get("password").cloned())
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(postgres::generate_password),
         };
@@ -171,16 +190,13 @@ pub(super) async fn secrets(
             ("port".to_owned(), port.to_string()),
             ("url".to_owned(), server.url(&db)),
         ]);
-        ensure_secret(
-            ctx,
-            sf,
-            &secret_name,
-            service.name,
-            existing.as_ref(),
-            &data,
-            &mut created,
-        )
-        .await?;
+        let wanted = Wanted {
+            name: &secret_name,
+            component: service.name,
+            data: &data,
+            owned: true,
+        };
+        ensure_secret(ctx, sf, wanted, existing.as_ref(), &mut created).await?;
         inputs.fingerprints.insert(secret_name, fingerprint(&data));
         databases.push(db);
     }
@@ -189,7 +205,7 @@ pub(super) async fn secrets(
     match &sf.spec.gateway.jwt_secret_ref {
         Some(reference) => {
             let data = read_secret(reference.name.clone()).await?;
-            match data.as_ref().and_then(|d| d.get(&reference.key)) {
+            match data.as_ref().and_then(|d| d.data.get(&reference.key)) {
                 Some(value) => {
                     inputs.fingerprints.insert(
                         reference.name.clone(),
@@ -214,7 +230,7 @@ pub(super) async fn secrets(
             let existing = read_secret(secret_name.clone()).await?;
             let value = existing
                 .as_ref()
-                .and_then(|d| d.get("secret").cloned())
+                .and_then(|d| d.data.get("secret").cloned())
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| {
                     format!(
@@ -224,16 +240,13 @@ pub(super) async fn secrets(
                     )
                 });
             let data = BTreeMap::from([("secret".to_owned(), value)]);
-            ensure_secret(
-                ctx,
-                sf,
-                &secret_name,
-                "gateway",
-                existing.as_ref(),
-                &data,
-                &mut created,
-            )
-            .await?;
+            let wanted = Wanted {
+                name: &secret_name,
+                component: "gateway",
+                data: &data,
+                owned: true,
+            };
+            ensure_secret(ctx, sf, wanted, existing.as_ref(), &mut created).await?;
             inputs
                 .fingerprints
                 .insert(secret_name.clone(), fingerprint(&data));

@@ -17,7 +17,7 @@ use crate::crd::{Storefront, StorefrontStatus};
 use crate::names::{self, SERVICES};
 use crate::topics;
 
-use super::{Context, Error, Step, namespace, publish};
+use super::{Context, Error, Settings, Step, namespace, publish};
 
 /// A condition as the operator writes it.
 pub(super) struct Outcome {
@@ -41,6 +41,36 @@ impl Outcome {
             message: message.into(),
         }
     }
+}
+
+/// The reason a managed store's failure is given when the operator runs
+/// outside the cluster.
+pub const OPERATOR_OUTSIDE_CLUSTER: &str = "OperatorOutsideCluster";
+
+/// A managed store the operator cannot reach while it runs outside the
+/// cluster (from a kubeconfig) is out of its reach for good: the store is
+/// addressed by its in-cluster name (`<name>-<store>.<namespace>.svc`),
+/// which neither resolves nor routes from there. Said so, with what to do,
+/// instead of a plain "unreachable" that waiting would fix.
+pub(super) fn outside_cluster(
+    settings: &Settings,
+    store: &str,
+    managed: bool,
+    unreachable: &str,
+    outcome: Outcome,
+) -> Outcome {
+    if outcome.ok || !managed || settings.in_cluster || outcome.reason != unreachable {
+        return outcome;
+    }
+    Outcome::failed(
+        OPERATOR_OUTSIDE_CLUSTER,
+        format!(
+            "the managed {store} is reached by its in-cluster address, and this operator runs \
+             outside the cluster (from a kubeconfig): run it in the cluster \
+             (charts/storefront-operator), or use an external {store} it can reach ({})",
+            outcome.message
+        ),
+    )
 }
 
 /// Sets condition `type_` in `conditions`; its `lastTransitionTime` moves
