@@ -37,9 +37,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -50,11 +50,27 @@ use storefront_kube_testing::{
 };
 use storefront_operator::Storefront;
 use storefront_operator::names::{self, SERVICES};
+use storefront_runtime::testing::{admin_database_url, kafka_bootstrap_servers};
 
-/// The local PostgreSQL's admin URL (`make infra-up`).
-const POSTGRES_ADMIN_URL: &str = "postgres://storefront:storefront@127.0.0.1:55432/postgres";
-/// The local Kafka (`make infra-up`).
-const KAFKA_BOOTSTRAP: &str = "127.0.0.1:59092";
+/// The local PostgreSQL's port (`make infra-up`; `DATABASE_ADMIN_URL`).
+fn postgres_port() -> String {
+    let url = admin_database_url();
+    let authority = url
+        .split_once('@')
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    authority
+        .rsplit_once(':')
+        .map_or("5432".to_owned(), |(_, port)| port.to_owned())
+}
+
+/// The local Redis (`make infra-up`; `REDIS_URL`).
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".to_owned())
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -163,21 +179,24 @@ async fn ensure_crd() {
 /// the Storefront (so the test leaves none).
 fn external_shop_values() -> Vec<String> {
     [
-        "postgres.mode=external",
-        "postgres.external.host=127.0.0.1",
-        "postgres.external.port=55432",
-        "postgres.external.sslMode=disable",
-        "postgres.external.createAdminSecret=true",
-        "postgres.external.adminUsername=storefront",
-        "postgres.external.adminPassword=storefront",
-        "redis.mode=external",
-        "redis.external.url=redis://127.0.0.1:56379",
-        "kafka.mode=external",
-        "kafka.external.bootstrapServers=127.0.0.1:59092",
-        "kafka.topics.deletionPolicy=Delete",
+        "postgres.mode=external".to_owned(),
+        "postgres.external.host=127.0.0.1".to_owned(),
+        format!("postgres.external.port={}", postgres_port()),
+        "postgres.external.sslMode=disable".to_owned(),
+        "postgres.external.createAdminSecret=true".to_owned(),
+        "postgres.external.adminUsername=storefront".to_owned(),
+        "postgres.external.adminPassword=storefront".to_owned(),
+        "redis.mode=external".to_owned(),
+        format!("redis.external.url={}", redis_url()),
+        "kafka.mode=external".to_owned(),
+        format!(
+            "kafka.external.bootstrapServers={}",
+            kafka_bootstrap_servers()
+        ),
+        "kafka.topics.deletionPolicy=Delete".to_owned(),
     ]
-    .iter()
-    .flat_map(|v| ["--set".to_owned(), (*v).to_owned()])
+    .into_iter()
+    .flat_map(|v| ["--set".to_owned(), v])
     .collect()
 }
 
@@ -240,6 +259,15 @@ async fn both_charts_lint_strict_render_and_pass_server_side_dry_run() {
             "replicas=2",
         ]),
         strings(&["template", "shop", &shop, "-n", &name]),
+        strings(&[
+            "template",
+            "shop",
+            &shop,
+            "-n",
+            &name,
+            "--set",
+            "postgres.managed.deletionPolicy=Retain",
+        ]),
     ];
     let mut external = strings(&["template", "shop", &shop, "-n", &name]);
     external.extend(external_shop_values());
@@ -316,6 +344,7 @@ async fn both_charts_lint_strict_render_and_pass_server_side_dry_run() {
         "replicas=many",
         "unknownKey=1",
         "watchNamespace=Not_A_Namespace",
+        "cleanupTimeout=soon",
     ] {
         let (ok, out) = try_run(&helm_path(), &["template", "op", &operator, "--set", bad]);
         assert!(!ok, "{bad} was accepted:\n{out}");
@@ -324,6 +353,7 @@ async fn both_charts_lint_strict_render_and_pass_server_side_dry_run() {
         "postgres.mode=external",
         "postgres.mode=elsewhere",
         "kafka.topics.deletionPolicy=Sometimes",
+        "postgres.managed.deletionPolicy=Sometimes",
         "gateway.serviceType=LoadBalancer,gateway.ingress.enabled=true",
     ] {
         let (ok, out) = try_run(&helm_path(), &["template", "shop", &shop, "--set", bad]);
@@ -385,7 +415,16 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    fn start(kubeconfig: &Path, namespace: &str, identity: &str, args: &[&str]) -> Self {
+    /// `chart_env`: the plain environment of the chart's operator container
+    /// ([`chart_env`]); the downward API's values and the test's log
+    /// settings are set here.
+    fn start(
+        kubeconfig: &Path,
+        namespace: &str,
+        identity: &str,
+        args: &[&str],
+        chart_env: &[(String, String)],
+    ) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -398,6 +437,7 @@ impl OperatorProcess {
             .arg(format!("--listen=127.0.0.1:{port}"))
             .args(args)
             .env_clear()
+            .envs(chart_env.iter().map(|(k, v)| (k, v)))
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
@@ -472,6 +512,29 @@ impl Drop for OperatorProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The environment the operator chart gives its container, the plain values
+/// (not the downward API's).
+async fn chart_env(ns: &TestNamespace, release: &str) -> Vec<(String, String)> {
+    let deployment = ns
+        .api::<Deployment>()
+        .get(&format!("{release}-storefront-operator"))
+        .await
+        .unwrap();
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect();
+    assert!(
+        env.iter().any(|(k, _)| k == "OPERATOR_POD_LABELS"),
+        "{env:?}"
+    );
+    env
 }
 
 fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
@@ -576,7 +639,7 @@ async fn wait_nothing_labelled(namespace: &str, instance: &str) {
 /// Drops what the operator made in the local PostgreSQL for one shop (the
 /// Storefront's deletion keeps databases, by design).
 async fn drop_databases(namespace: &str, storefront: &str) {
-    let mut connection = PgConnection::connect(POSTGRES_ADMIN_URL).await.unwrap();
+    let mut connection = PgConnection::connect(&admin_database_url()).await.unwrap();
     for service in SERVICES.iter().filter(|s| s.database) {
         let database = names::database(namespace, storefront, service.name);
         for statement in [
@@ -658,7 +721,7 @@ impl Drop for LeftoverGuard {
                 .collect();
                 let _ = tokio::time::timeout(
                     Duration::from_secs(20),
-                    storefront_operator::topics::delete(KAFKA_BOOTSTRAP, &topics),
+                    storefront_operator::topics::delete(&kafka_bootstrap_servers(), &topics),
                 )
                 .await;
                 let _ = tokio::time::timeout(
@@ -746,7 +809,8 @@ async fn install(
         .map(|a| a.replace("{ns}", &name))
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let operator = OperatorProcess::start(&kubeconfig, &name, &identity, &args);
+    let env = chart_env(&ns, &operator_release).await;
+    let operator = OperatorProcess::start(&kubeconfig, &name, &identity, &args, &env);
     operator.wait_ready().await;
 
     let storefronts: Api<Storefront> = ns.api();
@@ -1030,6 +1094,161 @@ async fn namespaced_chart_rbac_runs_the_operator_in_its_namespace_only() {
     );
 
     uninstall_and_check(installed).await;
+}
+
+/// The claims the managed stores' StatefulSets make (`data-<set>-0`).
+const STORE_CLAIMS: [&str; 3] = [
+    "data-shop-postgres-0",
+    "data-shop-redis-0",
+    "data-shop-kafka-0",
+];
+
+/// What one install of a managed shop made: the uids of its volumes' claims
+/// and of its PostgreSQL admin Secret.
+async fn managed_shop_objects(ns: &TestNamespace, operator: &OperatorProcess) -> Vec<String> {
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let mut uids = vec![];
+    for claim in STORE_CLAIMS {
+        match wait_for(&claims, claim, Duration::from_secs(90), |_| true).await {
+            Ok(claim) => uids.push(claim.metadata.uid.unwrap_or_default()),
+            Err(error) => panic!("{error:#}\noperator log:\n{}", operator.log_tail()),
+        }
+    }
+    let secrets: Api<Secret> = ns.api();
+    let admin = wait_for(
+        &secrets,
+        "shop-postgres-admin",
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await
+    .unwrap();
+    uids.push(admin.metadata.uid.unwrap_or_default());
+    uids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstalling_both_charts_of_a_managed_shop_leaves_nothing_and_installing_again_works() {
+    // The charts' defaults: PostgreSQL, Redis and Kafka managed by the
+    // operator. kwok runs nothing, so the shop is never Ready here, but the
+    // StatefulSets make their volume claims, and the operator its Secrets.
+    let ns = TestNamespace::new("charts-managed").await.unwrap();
+    let name = ns.name().to_owned();
+    ensure_crd().await;
+    let operator_release = format!("op-{}", &name[name.len() - 10..]);
+    let mut leftovers = LeftoverGuard {
+        namespace: name.clone(),
+        operator_release: operator_release.clone(),
+        armed: true,
+    };
+    let service_account = format!("{operator_release}-storefront-operator");
+    let mut before: Option<Vec<String>> = None;
+    for round in ["first", "second"] {
+        helm(strings(&[
+            "install",
+            &operator_release,
+            &chart("storefront-operator"),
+            "-n",
+            &name,
+            "--wait",
+            "--timeout",
+            "60s",
+        ]))
+        .await;
+        helm(strings(&[
+            "install",
+            "shop",
+            &chart("storefront"),
+            "-n",
+            &name,
+        ]))
+        .await;
+        let kubeconfig = service_account_kubeconfig(&name, &service_account);
+        let identity = format!("charts-managed-{round}");
+        let env = chart_env(&ns, &operator_release).await;
+        let watch = format!("--watch-namespace={name}");
+        let operator = OperatorProcess::start(&kubeconfig, &name, &identity, &[&watch], &env);
+        operator.wait_ready().await;
+
+        let made = managed_shop_objects(&ns, &operator).await;
+        if let Some(before) = &before {
+            for (old, new) in before.iter().zip(&made) {
+                assert_ne!(old, new, "the {round} install found an object of the first");
+            }
+        }
+        // The stores let in the operator's pods, as the chart describes them.
+        let policies: Api<NetworkPolicy> = ns.api();
+        let policy = policies.get("shop-stores").await.unwrap();
+        let rules = policy.spec.unwrap().ingress.unwrap();
+        let peer = rules[1].from.as_ref().unwrap()[0].clone();
+        assert_eq!(
+            peer.namespace_selector.unwrap().match_labels.unwrap()["kubernetes.io/metadata.name"],
+            name
+        );
+        assert_eq!(
+            peer.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"],
+            operator_release
+        );
+
+        // Uninstall both: the Storefront goes at once (no finalizer waits
+        // for a broker that never ran), the volumes and Secrets with it.
+        helm(strings(&[
+            "uninstall",
+            "shop",
+            "-n",
+            &name,
+            "--wait",
+            "--timeout",
+            "60s",
+        ]))
+        .await;
+        let storefronts: Api<Storefront> = ns.api();
+        if let Err(error) = storefront_kube_testing::wait_for_deletion(
+            &storefronts,
+            "shop",
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            panic!("{error:#}\noperator log:\n{}", operator.log_tail());
+        }
+        wait_nothing_labelled(&name, "shop").await;
+        let claims: Api<PersistentVolumeClaim> = ns.api();
+        storefront_kube_testing::wait_for_list(
+            &claims,
+            &ListParams::default(),
+            Duration::from_secs(60),
+            |items| items.is_empty(),
+        )
+        .await
+        .unwrap();
+        let secrets: Api<Secret> = ns.api();
+        let left: Vec<String> = secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|n| n.starts_with("shop-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        operator.stop();
+        helm(strings(&[
+            "uninstall",
+            &operator_release,
+            "-n",
+            &name,
+            "--wait",
+            "--timeout",
+            "60s",
+        ]))
+        .await;
+        wait_nothing_labelled(&name, &operator_release).await;
+        before = Some(made);
+    }
+    leftovers.armed = false;
+    ns.cleanup().await.unwrap();
 }
 
 /// hack/charts/install-tools.sh (idempotent; quick when its tools are
