@@ -1279,6 +1279,7 @@ fn dockerfiles_compose_kind_config_and_the_workflow_pass_their_linters() {
             vec![
                 "-color=false".to_owned(),
                 path(".github/workflows/kind.yaml"),
+                path(".github/workflows/release.yaml"),
             ],
         ),
     ] {
