@@ -53,8 +53,7 @@ install() {
   helm upgrade --install shop "$ROOT/charts/storefront" \
     --namespace "$SHOP_NAMESPACE" --create-namespace \
     --set image.repository="$STOREFRONT_IMAGE" --set image.tag="$IMAGE_TAG" \
-    --set image.pullPolicy=Never \
-    --set kafka.topics.deletionPolicy=Delete
+    --set image.pullPolicy=Never
 }
 
 wait_ready() {

@@ -299,7 +299,7 @@ pub struct PostgresSpec {
 }
 
 /// A StatefulSet the operator runs, with a volume of its own.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedStore {
     /// The volume's size (a Kubernetes quantity); `1Gi` when absent.
@@ -313,6 +313,32 @@ pub struct ManagedStore {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// What happens to the volume, and so to the data, when the Storefront
+    /// is deleted. `Delete` (the default): it goes with the Storefront
+    /// (the StatefulSet's `persistentVolumeClaimRetentionPolicy`), so a
+    /// Storefront deleted and made again starts from empty stores.
+    /// `Retain`: the volume stays (PVC `data-<name>-<store>-0`), and for
+    /// PostgreSQL so does its admin Secret `<name>-postgres-admin`, owned by
+    /// no one; a Storefront of the same name in the same namespace takes
+    /// both up again. Delete them by hand when you mean it.
+    #[serde(default = "delete_with_the_storefront")]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl Default for ManagedStore {
+    fn default() -> Self {
+        Self {
+            storage: None,
+            storage_class_name: None,
+            image: None,
+            resources: None,
+            deletion_policy: delete_with_the_storefront(),
+        }
+    }
+}
+
+fn delete_with_the_storefront() -> DeletionPolicy {
+    DeletionPolicy::Delete
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -326,7 +352,10 @@ pub struct ExternalPostgres {
     /// A Secret with a role that may create databases and roles (keys
     /// `username` and `password`).
     pub admin_secret_name: String,
-    /// `disable`, `prefer` or `require`; `prefer` when absent.
+    /// `disable`, `prefer` or `require`; `prefer` when absent. `prefer`
+    /// uses TLS when the server offers it, `require` refuses to go on
+    /// without; as with libpq, neither verifies the server's certificate.
+    /// The operator and every service connect this way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(disable|prefer|require)$"))]
     pub ssl_mode: Option<String>,
@@ -350,7 +379,10 @@ pub struct RedisSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRedis {
-    /// `redis://host:port[/db]`.
+    /// `redis://host:port[/db]`, or `rediss://…` for TLS: the server's
+    /// certificate is then verified against the image's system roots
+    /// (`rediss://host:port/#insecure` skips that, e.g. for a self-signed
+    /// certificate).
     #[schemars(regex(pattern = r"^rediss?://.+"))]
     pub url: String,
 }
@@ -386,7 +418,12 @@ pub struct TopicsSpec {
     /// The order events.
     #[serde(default)]
     pub order: TopicSpec,
-    /// What happens to the topics when the Storefront is deleted.
+    /// What happens to the topics of an external Kafka when the Storefront
+    /// is deleted: `Retain` (the default) keeps them; `Delete` deletes them
+    /// first (a finalizer; a broker that stays unreachable is given up on
+    /// after the operator's `--cleanup-timeout`, with a Warning Event naming
+    /// the topics left). A managed broker's topics are on its volume and
+    /// follow `kafka.managed.deletionPolicy`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -422,10 +459,10 @@ fn default_partitions() -> i32 {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
 pub enum DeletionPolicy {
-    /// Topics outlive the Storefront.
+    /// Kept when the Storefront is deleted.
     #[default]
     Retain,
-    /// Topics are deleted with the Storefront.
+    /// Deleted with the Storefront.
     Delete,
 }
 

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the controller (in a cluster, or with $KUBECONFIG).
-    Run(OperatorConfig),
+    Run(Box<OperatorConfig>),
     /// Prints the CustomResourceDefinition as YAML.
     Crd,
 }
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(config) => {
             telemetry::init(cli.log.log_format, &cli.log.log_level)?;
             let client = kube::Client::try_default().await?;
-            run(config, client, storefront_runtime::shutdown::on_signal()).await
+            run(*config, client, storefront_runtime::shutdown::on_signal()).await
         }
     }
 }

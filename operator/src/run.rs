@@ -2,6 +2,7 @@
 //! `/healthz`, `/readyz`), optional leader election, the controller, and a
 //! graceful stop on SIGTERM/SIGINT.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, Context};
+use crate::children::OperatorPods;
+use crate::controller::{self, Context, Settings};
 use crate::crd::Storefront;
 use crate::leader::LeaderElection;
 
@@ -46,6 +48,39 @@ pub struct OperatorConfig {
     /// (a rollout moves a Deployment's status many times).
     #[arg(long, env = "OPERATOR_DEBOUNCE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub debounce: std::time::Duration,
+    /// The namespace of the operator's own pods (the downward API's, in
+    /// the chart): the managed stores' NetworkPolicy lets the operator in
+    /// from there. Unset (outside the cluster): only the shop's pods.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Labels that select the operator's own pods, `key=value,...` (the
+    /// chart passes its selector labels); empty: any pod of
+    /// `--operator-namespace`.
+    #[arg(long, env = "OPERATOR_POD_LABELS", default_value = "", value_parser = OperatorPods::parse_labels)]
+    pub operator_pod_labels: BTreeMap<String, String>,
+    /// How long deleting a Storefront whose external Kafka topics go with
+    /// it (`deletionPolicy: Delete`) keeps retrying an unreachable broker
+    /// before it gives up on the topics (Warning Event `TopicsLeft`).
+    #[arg(long, env = "OPERATOR_CLEANUP_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub cleanup_timeout: std::time::Duration,
+}
+
+impl OperatorConfig {
+    /// What reconciling needs to know of where the operator runs. In a pod
+    /// the kubelet always sets `KUBERNETES_SERVICE_HOST`.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            operator_pods: self
+                .operator_namespace
+                .as_ref()
+                .map(|namespace| OperatorPods {
+                    namespace: namespace.clone(),
+                    labels: self.operator_pod_labels.clone(),
+                }),
+            in_cluster: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            cleanup_timeout: self.cleanup_timeout,
+        }
+    }
 }
 
 /// The HTTP endpoint: metrics, liveness and readiness. A standby replica
@@ -101,7 +136,11 @@ pub async fn run(
     };
     let children =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=storefront-operator");
-    let context = Arc::new(Context::new(client.clone(), Some(identity)));
+    let context = Arc::new(Context::new(
+        client.clone(),
+        Some(identity),
+        config.settings(),
+    ));
     let stop = shutdown.clone();
     let controller = Controller::new(storefronts, watcher::Config::default())
         .owns(deployments, children.clone())
@@ -140,4 +179,39 @@ pub async fn run(
     let _ = http.await;
     tracing::info!("operator stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: OperatorConfig,
+    }
+
+    #[test]
+    fn the_operator_learns_its_own_pods_from_the_chart_s_flags() {
+        let cli = Cli::try_parse_from([
+            "storefront-operator",
+            "--operator-namespace",
+            "storefront-system",
+            "--operator-pod-labels",
+            "app.kubernetes.io/name=storefront-operator,app.kubernetes.io/instance=ops",
+            "--cleanup-timeout",
+            "30s",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let settings = cli.config.settings();
+        let pods = settings.operator_pods.unwrap_or_default();
+        assert_eq!(pods.namespace, "storefront-system");
+        assert_eq!(pods.labels["app.kubernetes.io/instance"], "ops");
+        assert_eq!(settings.cleanup_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(cli.config.lease_namespace, "default");
+        assert!(
+            Cli::try_parse_from(["storefront-operator", "--operator-pod-labels", "x"]).is_err()
+        );
+    }
 }

@@ -7,230 +7,26 @@
 //! the broker.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt, ResourceExt};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use storefront_kube_testing::{
-    TestNamespace, client, kubeconfig_path, wait_for, wait_for_deletion, wait_for_list,
-};
+use storefront_kube_testing::{TestNamespace, wait_for, wait_for_deletion, wait_for_list};
 use storefront_operator::Storefront;
-use storefront_runtime::testing::{admin_database_url, kafka_bootstrap_servers};
-
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
+use storefront_runtime::testing::kafka_bootstrap_servers;
 
 /// Stopping the shared Kafka (the outage test) must not overlap the tests
 /// that need it up.
 static KAFKA: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-/// The operator binary, watching one namespace, killed (SIGKILL) on drop.
-struct Operator {
-    child: Child,
-}
-
-impl Operator {
-    fn start(namespace: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_storefront-operator"))
-            .args(["--log-format", "text", "--log-level", "info", "run"])
-            .args(["--listen", "127.0.0.1:0", "--watch-namespace", namespace])
-            .env("KUBECONFIG", kubeconfig_path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start storefront-operator");
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn install_crd() {
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client().await);
-    api.patch(
-        "storefronts.shop.storefront.dev",
-        &PatchParams::apply("storefront-operator-tests").force(),
-        &Patch::Apply(Storefront::crd()),
-    )
-    .await
-    .expect("apply the CRD");
-    wait_for(
-        &api,
-        "storefronts.shop.storefront.dev",
-        Duration::from_secs(30),
-        |crd| {
-            crd.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
-        },
-    )
-    .await
-    .expect("CRD established");
-}
-
-/// The local PostgreSQL's host, port, user and password.
-fn postgres() -> (String, u16, String, String) {
-    let url = admin_database_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let (auth, rest) = rest.split_once('@').expect("user in DATABASE_ADMIN_URL");
-    let (user, password) = auth
-        .split_once(':')
-        .expect("password in DATABASE_ADMIN_URL");
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-    (
-        host.to_owned(),
-        port.parse().unwrap(),
-        user.to_owned(),
-        password.to_owned(),
-    )
-}
-
-/// A Storefront in external mode on the local infrastructure, with its
-/// admin Secret.
-async fn external_storefront(
-    ns: &TestNamespace,
-    name: &str,
-    deletion_policy: &str,
-) -> Api<Storefront> {
-    let (host, port, user, password) = postgres();
-    let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "pg-admin" },
-                "stringData": { "username": user, "password": password },
-            }))
-            .unwrap(),
-        )
-        .await
-        .expect("admin secret");
-    let api: Api<Storefront> = ns.api();
-    let sf: Storefront = serde_json::from_value(json!({
-        "apiVersion": "shop.storefront.dev/v1alpha1",
-        "kind": "Storefront",
-        "metadata": { "name": name },
-        "spec": {
-            "postgres": { "external": { "host": host, "port": port, "adminSecretName": "pg-admin", "sslMode": "disable" } },
-            "redis": { "external": { "url": "redis://127.0.0.1:56379" } },
-            "kafka": {
-                "external": { "bootstrapServers": kafka_bootstrap_servers() },
-                "topics": { "checkout": { "partitions": 2 }, "order": { "partitions": 1 }, "deletionPolicy": deletion_policy },
-            },
-        },
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &sf)
-        .await
-        .expect("create Storefront");
-    api
-}
-
-fn condition(sf: &Storefront, type_: &str) -> Option<(String, String)> {
-    sf.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-fn has_condition(sf: &Storefront, type_: &str, status: &str) -> bool {
-    sf.status
-        .as_ref()
-        .is_some_and(|s| s.observed_generation == sf.metadata.generation)
-        && condition(sf, type_).is_some_and(|(s, _)| s == status)
-}
-
-/// The partitions of `topic` on the local broker (None: no such topic).
-fn partitions(topic: &str) -> Option<usize> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap_servers())
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
-    metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len())
-}
-
-async fn wait_for_partitions(topic: &str, wanted: Option<usize>) {
-    for _ in 0..80 {
-        let topic = topic.to_owned();
-        let have = tokio::task::spawn_blocking(move || partitions(&topic))
-            .await
-            .unwrap();
-        if have == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("topic {topic} never had {wanted:?} partitions");
-}
-
-async fn secret_value(ns: &TestNamespace, name: &str, key: &str) -> String {
-    let secret = ns.api::<Secret>().get(name).await.expect("secret");
-    String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
-}
-
-/// Drops the databases and roles the operator made for one Storefront.
-async fn drop_databases(ns: &str, name: &str) {
-    let mut admin = PgConnection::connect(&admin_database_url()).await.unwrap();
-    for service in [
-        "product",
-        "cart",
-        "inventory",
-        "payment",
-        "orders",
-        "checkout",
-    ] {
-        let db = storefront_operator::names::database(ns, name, service);
-        for sql in [
-            format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-            format!("DROP ROLE IF EXISTS \"{db}\""),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-async fn patch_spec(api: &Api<Storefront>, name: &str, spec: serde_json::Value) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": spec })),
-    )
-    .await
-    .expect("patch Storefront");
-}
 
 #[tokio::test]
 async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
@@ -438,20 +234,6 @@ async fn the_api_server_refuses_invalid_specs_with_the_rules_message() {
     ns.cleanup().await.unwrap();
 }
 
-/// Deletes the Storefront `shop`; returns once it and its Deployments are gone.
-async fn delete_shop(api: &Api<Storefront>, ns: &TestNamespace) {
-    api.delete("shop", &DeleteParams::default()).await.unwrap();
-    wait_for_deletion(api, "shop", READY_TIMEOUT).await.unwrap();
-    wait_for_list(
-        &ns.api::<Deployment>(),
-        &ListParams::default(),
-        READY_TIMEOUT,
-        |items| items.is_empty(),
-    )
-    .await
-    .unwrap();
-}
-
 /// Counts this Storefront's children per kind.
 async fn child_counts(ns: &TestNamespace) -> (usize, usize, usize, usize, usize) {
     async fn count<K>(ns: &TestNamespace) -> usize
@@ -623,22 +405,31 @@ async fn a_broker_outage_is_a_condition_and_recovers_when_it_returns() {
 }
 
 #[tokio::test]
-async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here() {
+async fn a_managed_storefront_run_from_outside_the_cluster_says_its_stores_need_an_in_cluster_operator()
+ {
     install_crd().await;
     let ns = TestNamespace::new("operator-managed").await.unwrap();
-    let operator = Operator::start(ns.name());
+    // As the chart would tell it where its pods are (here it runs from a
+    // kubeconfig, so it also knows it is outside the cluster).
+    let operator = Operator::start_with(
+        ns.name(),
+        &[
+            "--operator-namespace",
+            "storefront-system",
+            "--operator-pod-labels",
+            "app.kubernetes.io/name=storefront-operator,app.kubernetes.io/instance=ops",
+        ],
+    );
     let api: Api<Storefront> = ns.api();
-    let sf: Storefront = serde_json::from_value(json!({
-        "apiVersion": "shop.storefront.dev/v1alpha1",
-        "kind": "Storefront",
-        "metadata": { "name": "shop" },
-        "spec": { "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} } },
-    }))
+    api.create(
+        &PostParams::default(),
+        &managed_storefront("shop", json!({})),
+    )
+    .await
     .unwrap();
-    api.create(&PostParams::default(), &sf).await.unwrap();
-    // kwok runs no container: the services are available, the stores'
-    // StatefulSets exist, and the databases and broker are truthfully
-    // unreachable.
+    // kwok runs no container: the services are available and the stores'
+    // StatefulSets exist; the databases and the broker are out of this
+    // operator's reach, and it says why.
     let sf = wait_for(&api, "shop", READY_TIMEOUT, |sf| {
         has_condition(sf, "ServicesAvailable", "True")
             && has_condition(sf, "DatabasesReady", "False")
@@ -646,12 +437,29 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     })
     .await
     .unwrap();
-    assert_eq!(
-        condition(&sf, "DatabasesReady").unwrap().1,
-        "PostgresUnreachable"
+    for type_ in ["DatabasesReady", "TopicsReady", "Degraded"] {
+        assert_eq!(
+            condition(&sf, type_).unwrap().1,
+            "OperatorOutsideCluster",
+            "{type_}"
+        );
+    }
+    let message = &sf.status.as_ref().unwrap().conditions;
+    let databases = message
+        .iter()
+        .find(|c| c.type_ == "DatabasesReady")
+        .unwrap();
+    assert!(
+        databases.message.contains("run it in the cluster"),
+        "{}",
+        databases.message
     );
-    assert_eq!(condition(&sf, "TopicsReady").unwrap().1, "KafkaUnreachable");
     assert_eq!(condition(&sf, "Ready").unwrap().0, "False");
+    let reasons = events(&ns, "shop").await;
+    assert!(
+        reasons.iter().any(|(r, _)| r == "OperatorOutsideCluster"),
+        "{reasons:?}"
+    );
     for store in ["postgres", "redis", "kafka"] {
         ns.api::<StatefulSet>()
             .get(&format!("shop-{store}"))
@@ -660,7 +468,28 @@ async fn a_managed_storefront_runs_its_stores_and_says_they_are_unreachable_here
     }
     let admin = secret_value(&ns, "shop-postgres-admin", "password").await;
     assert_eq!(admin.len(), 32);
-    // Under the default Retain policy it carries no finalizer: deleting it
+    // The stores let in the operator's pods (its namespace and labels, as
+    // given), which the API server takes as a valid policy.
+    let policy = ns
+        .api::<k8s_openapi::api::networking::v1::NetworkPolicy>()
+        .get("shop-stores")
+        .await
+        .unwrap();
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    let operator_peer = rules[1].from.as_ref().unwrap()[0].clone();
+    assert_eq!(
+        operator_peer
+            .namespace_selector
+            .unwrap()
+            .match_labels
+            .unwrap()["kubernetes.io/metadata.name"],
+        "storefront-system"
+    );
+    assert_eq!(
+        operator_peer.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"],
+        "ops"
+    );
+    // With the default topic policy it carries no finalizer: deleting it
     // never waits for the operator.
     let sf = api.get("shop").await.unwrap();
     assert!(sf.finalizers().is_empty(), "{:?}", sf.finalizers());

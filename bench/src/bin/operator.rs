@@ -105,7 +105,7 @@ async fn baseline(client: Client, ns: &str, count: usize, timeout: Duration) -> 
             jwt: (format!("shop-{i:03}-jwt"), "secret".into()),
             ..SecretInputs::default()
         };
-        for mut child in children::desired(&sf, &inputs) {
+        for mut child in children::desired(&sf, &inputs, None) {
             if let Some(meta) = child.body["metadata"].as_object_mut() {
                 meta.remove("ownerReferences");
             }

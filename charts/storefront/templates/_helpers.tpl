@@ -21,13 +21,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default (printf "%s-postgres-admin" (include "storefront.name" .)) .Values.postgres.external.adminSecretName -}}
 {{- end -}}
 
-{{/* A managed store ({storage, storageClassName, image, resources}), empty fields left out. */}}
+{{/* A managed store ({storage, storageClassName, image, resources, deletionPolicy}), empty fields left out. */}}
 {{- define "storefront.managedStore" -}}
 {{- $out := dict -}}
 {{- with .storage }}{{ $_ := set $out "storage" . }}{{ end -}}
 {{- with .storageClassName }}{{ $_ := set $out "storageClassName" . }}{{ end -}}
 {{- with .image }}{{ $_ := set $out "image" . }}{{ end -}}
 {{- with .resources }}{{ $_ := set $out "resources" . }}{{ end -}}
+{{- with .deletionPolicy }}{{ $_ := set $out "deletionPolicy" . }}{{ end -}}
 {{- toJson $out -}}
 {{- end -}}
 

@@ -213,3 +213,43 @@ impl CartCache {
 fn count_request(result: &'static str) {
     metrics::counter!("cart_cache_requests_total", "result" => result).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+
+    /// A `rediss://` URL is a TLS connection: the client's first byte
+    /// opens a TLS handshake (0x16), not a RESP command.
+    #[tokio::test]
+    async fn a_rediss_url_speaks_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.ok()?;
+            let mut first = [0u8; 1];
+            socket.read_exact(&mut first).await.ok()?;
+            Some(first[0])
+        });
+        for url in [
+            format!("rediss://127.0.0.1:{port}/#insecure"),
+            "rediss://cache.example:6380/0".to_owned(),
+        ] {
+            assert!(redis::Client::open(url.as_str()).is_ok(), "{url}");
+        }
+        let client = redis::Client::open(format!("rediss://127.0.0.1:{port}/#insecure").as_str())
+            .expect("rediss:// is accepted");
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            client.get_multiplexed_async_connection(),
+        )
+        .await;
+        let first = tokio::time::timeout(std::time::Duration::from_secs(3), server)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        assert_eq!(first, Some(0x16), "no TLS ClientHello");
+    }
+}

@@ -134,6 +134,66 @@ pub fn reason_of(error: &sqlx::Error) -> &'static str {
 mod tests {
     use super::*;
 
+    /// What a client sends a server that accepts TLS: PostgreSQL's 8-byte
+    /// SSLRequest, answered `S`, then the first byte of what follows (0x16
+    /// opens a TLS handshake record, the ClientHello).
+    async fn first_bytes_after_ssl_request(
+        url: String,
+        listener: tokio::net::TcpListener,
+    ) -> Option<u8> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.ok()?;
+            let mut request = [0u8; 8];
+            socket.read_exact(&mut request).await.ok()?;
+            // Length 8, code 80877103: SSLRequest.
+            if request != [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f] {
+                return None;
+            }
+            socket.write_all(b"S").await.ok()?;
+            let mut next = [0u8; 1];
+            socket.read_exact(&mut next).await.ok()?;
+            Some(next[0])
+        });
+        let options = PgConnectOptions::from_str(&url).ok()?;
+        // The handshake never completes (the server only listens): the
+        // client's attempt is what counts.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(options),
+        )
+        .await;
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    #[tokio::test]
+    async fn sslmode_require_and_prefer_start_tls_with_a_server_that_offers_it() {
+        for mode in ["require", "prefer"] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let url = format!("postgres://cart:secret@127.0.0.1:{port}/cart?sslmode={mode}");
+            assert_eq!(
+                first_bytes_after_ssl_request(url, listener).await,
+                Some(0x16),
+                "sslmode={mode}: no TLS ClientHello"
+            );
+        }
+        let options = PgConnectOptions::from_str("postgres://a:b@db/x?sslmode=require")
+            .expect("sslmode=require parses");
+        assert!(matches!(
+            options.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::Require
+        ));
+    }
+
     #[test]
     fn connection_trouble_is_unreachable_and_statement_trouble_is_not() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);

@@ -35,6 +35,11 @@ pub fn producer(bootstrap_servers: &str) -> Result<FutureProducer, KafkaError> {
 
 /// How long a silent member stays in its group (librdkafka's default is 45 s).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a consumer looks at the cluster's topics again. librdkafka's
+/// default, 5 minutes, is how long a member that already reads one topic
+/// would take to notice another it subscribed to before it existed (a
+/// service started before the operator made its topics).
+const METADATA_REFRESH: Duration = Duration::from_secs(5);
 
 /// A consumer in `group` that never auto-commits: offsets are committed by
 /// the caller once a record's effects are durable.
@@ -60,6 +65,10 @@ pub fn consumer_polled_within(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
         .set("max.poll.interval.ms", max_poll.to_string())
+        .set(
+            "topic.metadata.refresh.interval.ms",
+            millis(METADATA_REFRESH).to_string(),
+        )
         .create()
 }
 

@@ -1,7 +1,8 @@
 //! The local infrastructure (`make infra-up`) does what the services need:
 //! Kafka creates topics through the admin API and carries records with keys
 //! and headers from rdkafka's producer to a consumer group; Redis stores keys
-//! with a TTL; PostgreSQL gives each test its own database.
+//! with a TTL; PostgreSQL gives each test its own database; a consumer
+//! notices a topic made after it subscribed within seconds.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -99,6 +100,85 @@ async fn kafka_creates_topics_and_carries_records_with_headers() {
         .await
         .expect("delete topic");
     assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+}
+
+/// A consumer that subscribes before one of its topics exists (a service
+/// started before the operator made its topics) sees that topic within
+/// seconds of its creation. librdkafka looks again only at its periodic
+/// metadata refresh (5 minutes by default) once the member has an
+/// assignment, here for the topic that did exist.
+#[tokio::test]
+async fn a_consumer_subscribed_before_its_topic_exists_gets_its_records_soon_after() {
+    let bootstrap = kafka_bootstrap_servers();
+    let late = format!("test-late-topic-{}", uuid::Uuid::new_v4().simple());
+    let early = format!("{late}-early");
+    let admin = kafka::admin(&bootstrap).expect("admin client");
+    kafka::ensure_topic(&admin, &early, 1, 1)
+        .await
+        .expect("create topic");
+    let consumer = kafka::consumer(&bootstrap, &format!("{late}-group")).expect("consumer");
+    consumer.subscribe(&[&late, &early]).expect("subscribe");
+    let (records, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        let mut stream = consumer.stream();
+        // Errors (a topic that does not exist yet) are not the end.
+        while let Some(message) = stream.next().await {
+            if let Ok(message) = message {
+                let payload = message.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                if records.send(payload).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let producer = kafka::producer(&bootstrap).expect("producer");
+    let send = |topic: String, payload: &'static str| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key("user-1").payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("delivered");
+        }
+    };
+    // The member has joined and reads the topic that exists.
+    send(early.clone(), "early").await;
+    let first = tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("the existing topic is read");
+    assert_eq!(first.as_deref(), Some(&b"early"[..]));
+
+    kafka::ensure_topic(&admin, &late, 1, 1)
+        .await
+        .expect("create topic");
+    send(late.clone(), "late").await;
+    let produced = std::time::Instant::now();
+    // Nothing is committed here, so the rebalance that brings the new topic
+    // may hand the first record over again.
+    let late_record = async {
+        while let Some(payload) = received.recv().await {
+            if payload == b"late" {
+                return true;
+            }
+        }
+        false
+    };
+    let arrived = tokio::time::timeout(Duration::from_secs(15), late_record)
+        .await
+        .expect("the new topic's record arrives within 15 s of being produced");
+    assert!(arrived, "the consumer stopped");
+    eprintln!(
+        "received the new topic's record {:?} after it was produced",
+        produced.elapsed()
+    );
+    reader.abort();
+    let _ = admin
+        .delete_topics(&[&late, &early], &rdkafka::admin::AdminOptions::new())
+        .await;
 }
 
 #[tokio::test]
