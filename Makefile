@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench soak lint crds fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge
+.PHONY: help run test bench soak lint crds fmt build infra-up infra-down infra-purge cluster-build cluster-up cluster-down cluster-purge cluster-images
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ soak: ## Chaos soak: 10,000 checkouts through the gateway, a fault every 10 s, i
 lint: ## rustfmt, clippy with warnings as errors, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh hack/charts/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck -x hack/*.sh hack/lib/*.sh hack/cluster/*.sh hack/charts/*.sh hack/images/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
 
 crds: ## Regenerate crds/storefront.yaml from the operator's Rust types (and the operator chart's copy)
 	cargo run -q -p storefront-operator -- crd > crds/storefront.yaml
@@ -48,10 +48,13 @@ infra-purge: ## Stop them and delete their data
 cluster-build: ## Build the pinned Kubernetes control plane (etcd, apiserver, kwok, helm...) once, into the cache
 	@bash hack/cluster/build.sh
 
-cluster-up: ## Start the Kubernetes control plane on loopback; kubeconfig in .data/cluster/kubeconfig
+cluster-up: ## Start the Kubernetes control plane on loopback and its real node (needs root; CLUSTER_REAL_NODE=0: kwok only); kubeconfig in .data/cluster/kubeconfig
 	@bash hack/cluster/up.sh
 
-cluster-down: ## Stop it (data is kept)
+cluster-down: ## Stop it and undo what the real node made on the host (data is kept)
+
+cluster-images: ## Build hack/images (this checkout's shop and operator, the stores' stand-ins) and load them into the real node
+	@bash hack/cluster/images.sh
 	@bash hack/cluster/down.sh
 
 cluster-purge: ## Stop it and delete its data
@@ -79,7 +82,7 @@ kind-test: ## (needs Docker, kind, kubectl, helm) CI's kind path: images, charts
 kind-down: ## Delete the kind cluster
 	@bash hack/charts/kind-test.sh down
 
-cluster-demo: ## Both charts on the local control plane, the operator run here as the chart's ServiceAccount, until Ctrl-C
+cluster-demo: ## Both charts on the test cluster's real node: the operator as a pod, the managed example shop Ready, its gateway on 127.0.0.1:18080 (CLUSTER_DEMO_EXIT=1: return once it answers)
 	@bash hack/charts/cluster-demo.sh
 
 cluster-demo-down: ## Uninstall what cluster-demo installed

@@ -167,3 +167,16 @@ if [[ "${BENCH_OPERATOR:-1}" != 0 ]]; then
     --operator "$target_dir/release/storefront-operator" \
     --out "${BENCH_OPERATOR_OUT:-bench/results/operator.json}"
 fi
+
+# The shop on the real node of the test cluster (release images): the time
+# from applying a managed Storefront (both charts, stand-in stores) to Ready,
+# and the requests that failed during a `helm upgrade` of the image tag.
+# Report: bench/results/cluster.json (BENCH_CLUSTER=0 skips it).
+if [[ "${BENCH_CLUSTER:-1}" != 0 ]]; then
+  echo "==> the shop on the real node: apply -> Ready, and an upgrade under traffic" >&2
+  bash hack/cluster/up.sh >/dev/null
+  bash hack/cluster/images.sh --profile release
+  cluster_out="${BENCH_CLUSTER_OUT:-bench/results/cluster.json}"
+  STOREFRONT_E2E_FIGURES="$(realpath -m "$cluster_out")" cargo test -q --release -p storefront-e2e --test real_node -- --nocapture
+  cat "$cluster_out"
+fi

@@ -11,8 +11,16 @@ cd "$STOREFRONT_ROOT"
 
 bash hack/install-build-deps.sh
 bash hack/infra-up.sh
-# The Kubernetes control plane of the operator tests (built once into the cache: ~10 min cold).
+# The Kubernetes control plane of the operator tests and its real node
+# (built once into the cache: ~10 min cold); CLUSTER_REAL_NODE=0 leaves the
+# node out, and the end-to-end tests on it then fail saying so.
 bash hack/cluster/up.sh >/dev/null
+# The images the end-to-end tests install on the real node: this checkout's
+# shop and operator (debug build) and the stores' stand-ins (hack/images).
+cargo build -q -p storefront -p storefront-operator --bins
+if [[ "${CLUSTER_REAL_NODE:-1}" != 0 ]]; then
+  bash hack/cluster/images.sh
+fi
 # Its pinned kubectl and helm, and its admin kubeconfig, for every test.
 export PATH="$STOREFRONT_DATA_DIR/cluster/bin:$PATH"
 export KUBECONFIG="$STOREFRONT_DATA_DIR/cluster/kubeconfig"

@@ -614,7 +614,24 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
 
     let shop = shop_client(&client, shop_ns.name()).await;
     rest_flow(&shop, &spans, "e2e-alice").await;
-    upgrade_under_traffic(&client, shop_ns.name(), &shop).await;
+    let (upgrade_requests, upgrade_failed) =
+        upgrade_under_traffic(&client, shop_ns.name(), &shop).await;
+    // `make bench` reads these (STOREFRONT_E2E_FIGURES: a JSON file to write).
+    if let Ok(path) = std::env::var("STOREFRONT_E2E_FIGURES") {
+        let figures = serde_json::json!({
+            "apply_to_ready_seconds": (ready_after.as_secs_f64() * 10.0).round() / 10.0,
+            "apply_to_ready_target_seconds": 90,
+            "upgrade_requests": upgrade_requests,
+            "upgrade_failed_requests": upgrade_failed,
+            "upgrade_failed_target": 0,
+            "node": NODE_NAME,
+        });
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&figures).unwrap() + "\n",
+        )
+        .expect("write the figures");
+    }
     checkouts_survive_a_deleted_pod(&client, shop_ns.name(), &shop).await;
     database_pod_comes_back(&client, shop_ns.name(), &shop, "e2e-alice").await;
     uninstall_leaves_nothing(shop_ns.name(), operator_ns.name()).await;

@@ -132,6 +132,9 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
     };
     set("LOG_FORMAT", "json".into());
     set("METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}"));
+    // After SIGTERM a pod serves on while its endpoints are withdrawn, then
+    // drains (5 s + the 10 s grace stay within terminationGracePeriodSeconds).
+    set("SHUTDOWN_DELAY", "5s".into());
     for service in SERVICES {
         set(
             &format!("{}_LISTEN", service.env_prefix()),

@@ -43,6 +43,12 @@ pub struct CommonConfig {
         global = true
     )]
     pub metrics_listen: String,
+    /// After SIGTERM, how long to keep serving before draining: time for
+    /// Kubernetes to take the pod out of its Services' endpoints (the
+    /// operator sets 5s in pods). Meanwhile the gateway asks clients to close
+    /// their connections. A second signal skips the rest of it.
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration, global = true)]
+    pub shutdown_delay: Duration,
     /// How long in-flight work may take to drain after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,

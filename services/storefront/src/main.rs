@@ -291,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
     // The process's own lines (start, stop, metrics server) are logged, not traced.
     telemetry::init(format, filter)?;
 
-    let shutdown = storefront_runtime::shutdown::on_signal();
+    let shutdown = storefront_runtime::shutdown::on_signal_after(cli.common.shutdown_delay);
     let mut tasks: JoinSet<(&'static str, Result<(), StartError>)> = JoinSet::new();
     if let Some(addr) = cli.common.metrics_addr()? {
         let stop = shutdown.clone();

@@ -137,7 +137,22 @@ pub fn router(
         .layer(from_fn(cap_body))
         .layer(cors)
         .layer(from_fn(observe))
+        .layer(axum::middleware::map_response(close_when_draining))
         .with_state(state)
+}
+
+/// While the process drains after SIGTERM (see `shutdown::on_signal_after`),
+/// every answer asks the client to close its connection, so that its next
+/// request opens a new one, to a pod that stays, instead of meeting this
+/// one's close.
+async fn close_when_draining(mut response: axum::response::Response) -> axum::response::Response {
+    if storefront_runtime::shutdown::draining() {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn route_not_found(request: Request) -> ApiError {
