@@ -655,6 +655,13 @@ sf_node_up() {
   sf_node_check_host
   sf_node_build
   _sf_node_claim
+  # What a node that was not stopped left (a killed session, a crash): its
+  # containers, mounts, network and cgroups go before a new one starts.
+  if ! _sf_node_any_running "$CLUSTER_DATA_DIR" && [[ -e "$NODE_RUN/containerd" ]]; then
+    sf_log "Clearing what an earlier real node left behind"
+    sf_node_down 0
+    _sf_node_claim
+  fi
   # shellcheck source=hack/images/lib.sh
   source "$CLUSTER_SCRIPT_DIR/../images/lib.sh"
   local pause coredns
