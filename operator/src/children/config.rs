@@ -135,6 +135,9 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
     // After SIGTERM a pod serves on while its endpoints are withdrawn, then
     // drains (5 s + the 10 s grace stay within terminationGracePeriodSeconds).
     set("SHUTDOWN_DELAY", "5s".into());
+    // A managed shop's services start beside its PostgreSQL, before their
+    // roles exist: they wait (within the 5-minute startup probe), not restart.
+    set("DATABASE_CONNECT_PATIENCE", "4m".into());
     for service in SERVICES {
         set(
             &format!("{}_LISTEN", service.env_prefix()),

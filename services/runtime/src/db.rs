@@ -9,13 +9,34 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::StartError;
 
-/// How long start-up keeps retrying an unreachable database.
+/// How long start-up keeps retrying by default.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// A pool of at most `max_connections` to `url`, retrying for up to 30 s.
+/// How long start-up waits for its database: `DATABASE_CONNECT_PATIENCE`
+/// (`4m`, `90s`…; the operator sets it within its pods' startup probe),
+/// else 30 s.
+pub fn connect_patience() -> Duration {
+    std::env::var("DATABASE_CONNECT_PATIENCE")
+        .ok()
+        .and_then(|text| humantime::parse_duration(text.trim()).ok())
+        .unwrap_or(CONNECT_PATIENCE)
+}
+
+/// A pool of at most `max_connections` to `url`, retrying for up to
+/// [`connect_patience`] while the database is unreachable, starting, or
+/// not yet provisioned (its role or database missing).
 pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, StartError> {
+    pg_pool_within(url, max_connections, connect_patience()).await
+}
+
+/// [`pg_pool`] with the patience given.
+pub async fn pg_pool_within(
+    url: &str,
+    max_connections: u32,
+    patience: Duration,
+) -> Result<PgPool, StartError> {
     let options = PgConnectOptions::from_str(url)?;
-    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let deadline = Instant::now() + patience;
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -25,7 +46,7 @@ pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, StartErr
         match attempt {
             Ok(pool) => return Ok(pool),
             Err(error) if Instant::now() < deadline && is_transient(&error) => {
-                tracing::warn!(%error, "database not reachable yet; retrying");
+                tracing::warn!(%error, "database not ready yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => return Err(error.into()),
@@ -33,9 +54,15 @@ pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, StartErr
     }
 }
 
+/// Worth waiting for at start-up: no connection, a server starting up
+/// (57P03), or a role or database that does not exist yet (28000, 28P01,
+/// 3D000) — a managed shop's services start beside its PostgreSQL, before
+/// the operator has made their roles and databases. Anything else, and
+/// these after the patience, fails the start with the server's message.
 fn is_transient(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
-        || matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
+        || matches!(error, sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("57P03" | "28000" | "28P01" | "3D000")))
 }
 
 /// True when `error` says the database cannot be reached or cannot work

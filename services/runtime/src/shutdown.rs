@@ -44,7 +44,7 @@ pub fn on_signal_after(delay: Duration) -> Shutdown {
                 () = wait_for_signal() => {}
             }
         }
-        tracing::info!("shutting down; draining in-flight work");
+        tracing::info!("shutdown signal received; draining");
         trigger.cancel();
     });
     token

@@ -224,3 +224,89 @@ async fn postgres_gives_each_test_its_own_database() {
         .expect("query");
     assert!(first.ends_with(&name), "{first} is database {name}");
 }
+
+/// A managed shop's service starts before the operator has made its role
+/// and database: start-up waits for them instead of failing (and being
+/// restarted) on "password authentication failed".
+#[tokio::test]
+async fn start_up_waits_for_a_role_and_database_made_after_it() {
+    let admin = storefront_runtime::testing::admin_database_url();
+    let name = format!(
+        "test_later_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let url = {
+        let base = storefront_runtime::testing::with_database(&admin, &name);
+        let rest = base.split_once("://").expect("a URL").1;
+        let host = rest
+            .split_once('@')
+            .expect("credentials in the admin URL")
+            .1;
+        format!("postgres://{name}:later-secret@{host}")
+    };
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move { storefront_runtime::db::pg_pool_within(&url, 1, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "start-up gave up on a role that does not exist yet"
+    );
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .expect("admin");
+    // The name is ours (a fixed prefix and a UUID).
+    for sql in [
+        format!("CREATE ROLE \"{name}\" LOGIN PASSWORD 'later-secret'"),
+        format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("provision");
+    }
+    let pool = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("start-up connects soon after the role and database exist")
+        .expect("the task")
+        .expect("a pool");
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .expect("a query");
+    assert_eq!(one, 1);
+    pool.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop the database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("drop the role");
+}
+
+/// A wrong password still fails the start, once the patience is over.
+#[tokio::test]
+async fn start_up_fails_on_a_wrong_password_after_its_patience() {
+    let admin = storefront_runtime::testing::admin_database_url();
+    let (scheme, rest) = admin.split_once("://").expect("a URL");
+    let (userinfo, host) = rest.split_once('@').expect("credentials in the admin URL");
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let wrong = format!("{scheme}://{user}:not-the-password@{host}");
+    let started = std::time::Instant::now();
+    let error = storefront_runtime::db::pg_pool_within(&wrong, 1, Duration::from_secs(2))
+        .await
+        .expect_err("a wrong password never connects");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "gave up before its patience"
+    );
+    assert!(
+        error.to_string().contains("password authentication failed"),
+        "{error}"
+    );
+}

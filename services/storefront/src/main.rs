@@ -294,11 +294,14 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = storefront_runtime::shutdown::on_signal_after(cli.common.shutdown_delay);
     let mut tasks: JoinSet<(&'static str, Result<(), StartError>)> = JoinSet::new();
     if let Some(addr) = cli.common.metrics_addr()? {
+        // The recorder is installed before any service starts: what they
+        // record while starting (their circuit breakers' first state) counts.
+        let app = storefront_runtime::metrics::router()?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
             (
                 "metrics",
-                storefront_runtime::metrics::serve(addr, stop).await,
+                storefront_runtime::metrics::serve_router(addr, app, stop).await,
             )
         });
     }
