@@ -611,6 +611,26 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
         "apply -> Ready (managed stores included): {:.1} s",
         ready_after.as_secs_f64()
     );
+    // The services waited for their stores and databases; none was restarted.
+    let restarted: Vec<String> =
+        cluster::pods(&client, shop_ns.name(), "app.kubernetes.io/instance=shop")
+            .await
+            .iter()
+            .filter_map(|pod| {
+                let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+                let restarts: i32 = statuses.iter().map(|c| c.restart_count).sum();
+                (restarts > 0).then(|| {
+                    format!(
+                        "{} ({restarts})",
+                        pod.metadata.name.clone().unwrap_or_default()
+                    )
+                })
+            })
+            .collect();
+    assert!(
+        restarted.is_empty(),
+        "pods restarted while the shop started: {restarted:?}"
+    );
 
     let shop = shop_client(&client, shop_ns.name()).await;
     rest_flow(&shop, &spans, "e2e-alice").await;
