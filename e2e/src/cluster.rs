@@ -325,3 +325,87 @@ pub fn identities(pods: &[Pod]) -> Vec<(String, String)> {
     ids.sort();
     ids
 }
+
+/// `helm install` of the operator chart into `namespace`, watching `watch`,
+/// from the image built here; waits until its pod is ready.
+pub fn install_operator(namespace: &str, watch: &str) {
+    helm(&[
+        "install",
+        "storefront-operator",
+        "charts/storefront-operator",
+        "-n",
+        namespace,
+        "--set",
+        &format!("image.repository={}", crate::images::OPERATOR_REPOSITORY),
+        "--set",
+        &format!("image.tag={}", crate::images::OPERATOR_TAG),
+        "--set",
+        &format!("watchNamespace={watch}"),
+        "--set",
+        "fullnameOverride=storefront-operator",
+        "--wait",
+        "--timeout",
+        "3m",
+    ])
+    .expect("the operator chart installs and its pod becomes ready");
+}
+
+/// What a test installed, removed when it fails (a panic unwinds through
+/// this): the shops first, while their operator still runs to finalize
+/// them (a finalizer left behind is dropped), then the operator, then the
+/// namespaces. A test that passes removes what it made itself.
+pub struct UninstallOnFailure {
+    /// `(namespace, Storefront)`: each also a helm release of that name, if installed so.
+    pub shops: Vec<(String, String)>,
+    pub operator_namespace: String,
+    pub namespaces: Vec<String>,
+}
+
+impl Drop for UninstallOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (namespace, name) in &self.shops {
+            let _ = helm(&[
+                "uninstall",
+                name,
+                "-n",
+                namespace,
+                "--wait",
+                "--timeout",
+                "2m",
+            ]);
+            let _ = kubectl(&[
+                "-n",
+                namespace,
+                "delete",
+                "storefront",
+                name,
+                "--timeout=60s",
+            ]);
+            let _ = kubectl(&[
+                "-n",
+                namespace,
+                "patch",
+                "storefront",
+                name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+        let _ = helm(&[
+            "uninstall",
+            "storefront-operator",
+            "-n",
+            &self.operator_namespace,
+            "--wait",
+            "--timeout",
+            "1m",
+        ]);
+        let mut delete = vec!["delete", "namespace", "--wait=false"];
+        delete.extend(self.namespaces.iter().map(String::as_str));
+        let _ = kubectl(&delete);
+    }
+}

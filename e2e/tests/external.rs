@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use storefront_e2e::cluster::{self, NodeNamespace, eventually, helm, kubectl};
+use storefront_e2e::cluster::{self, NodeNamespace, UninstallOnFailure, eventually, helm, kubectl};
 use storefront_e2e::images;
 use storefront_e2e::shop::Shop;
 
@@ -147,66 +147,6 @@ fn apply(namespace: &str, manifest: &str) {
     applied.expect("kubectl apply");
 }
 
-struct Uninstall {
-    shop_ns: String,
-    operator_ns: String,
-    stores_ns: String,
-}
-
-impl Drop for Uninstall {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let _ = helm(&[
-            "uninstall",
-            "ext",
-            "-n",
-            &self.shop_ns,
-            "--wait",
-            "--timeout",
-            "2m",
-        ]);
-        let _ = kubectl(&[
-            "-n",
-            &self.shop_ns,
-            "delete",
-            "storefront",
-            "nokafka",
-            "--wait=false",
-        ]);
-        for name in ["ext", "nokafka"] {
-            let _ = kubectl(&[
-                "-n",
-                &self.shop_ns,
-                "patch",
-                "storefront",
-                name,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
-        let _ = helm(&[
-            "uninstall",
-            "storefront-operator",
-            "-n",
-            &self.operator_ns,
-            "--wait",
-            "--timeout",
-            "1m",
-        ]);
-        let _ = kubectl(&[
-            "delete",
-            "namespace",
-            &self.shop_ns,
-            &self.operator_ns,
-            &self.stores_ns,
-            "--wait=false",
-        ]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_external_mode_shop_runs_and_a_shop_whose_kafka_never_answers_is_still_deleted() {
     let client = cluster::real_node().await;
@@ -214,10 +154,17 @@ async fn an_external_mode_shop_runs_and_a_shop_whose_kafka_never_answers_is_stil
     let stores_ns = NodeNamespace::new(&client, "e2e-stores").await;
     let operator_ns = NodeNamespace::new(&client, "e2e-ext-operator").await;
     let shop_ns = NodeNamespace::new(&client, "e2e-ext-shop").await;
-    let _uninstall = Uninstall {
-        shop_ns: shop_ns.name().to_owned(),
-        operator_ns: operator_ns.name().to_owned(),
-        stores_ns: stores_ns.name().to_owned(),
+    let _uninstall = UninstallOnFailure {
+        shops: vec![
+            (shop_ns.name().to_owned(), "ext".to_owned()),
+            (shop_ns.name().to_owned(), "nokafka".to_owned()),
+        ],
+        operator_namespace: operator_ns.name().to_owned(),
+        namespaces: vec![
+            shop_ns.name().to_owned(),
+            operator_ns.name().to_owned(),
+            stores_ns.name().to_owned(),
+        ],
     };
     apply(stores_ns.name(), &external_stores(stores_ns.name()));
     kubectl(&[
@@ -232,25 +179,7 @@ async fn an_external_mode_shop_runs_and_a_shop_whose_kafka_never_answers_is_stil
     ])
     .expect("the external stores start");
 
-    helm(&[
-        "install",
-        "storefront-operator",
-        "charts/storefront-operator",
-        "-n",
-        operator_ns.name(),
-        "--set",
-        &format!("image.repository={}", images::OPERATOR_REPOSITORY),
-        "--set",
-        &format!("image.tag={}", images::OPERATOR_TAG),
-        "--set",
-        &format!("watchNamespace={}", shop_ns.name()),
-        "--set",
-        "fullnameOverride=storefront-operator",
-        "--wait",
-        "--timeout",
-        "3m",
-    ])
-    .expect("the operator chart installs");
+    cluster::install_operator(operator_ns.name(), shop_ns.name());
 
     let stores = stores_ns.name();
     helm(&[

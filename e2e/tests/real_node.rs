@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use reqwest::{Method, StatusCode};
-use storefront_e2e::cluster::{self, NodeNamespace, eventually, helm, kubectl};
+use storefront_e2e::cluster::{self, NodeNamespace, UninstallOnFailure, eventually, helm, kubectl};
 use storefront_e2e::otlp::Receiver;
 use storefront_e2e::shop::Shop;
 use storefront_e2e::{NODE_NAME, images};
@@ -33,29 +33,6 @@ const SERVICES: [&str; 7] = [
     "checkout",
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// `helm install` of the operator chart into `namespace`, watching `watch`.
-fn install_operator(namespace: &str, watch: &str) {
-    helm(&[
-        "install",
-        "storefront-operator",
-        "charts/storefront-operator",
-        "-n",
-        namespace,
-        "--set",
-        &format!("image.repository={}", images::OPERATOR_REPOSITORY),
-        "--set",
-        &format!("image.tag={}", images::OPERATOR_TAG),
-        "--set",
-        &format!("watchNamespace={watch}"),
-        "--set",
-        "fullnameOverride=storefront-operator",
-        "--wait",
-        "--timeout",
-        "3m",
-    ])
-    .expect("the operator chart installs and its pod becomes ready");
-}
 
 /// `helm install` of the storefront chart as Storefront `shop`: managed
 /// stores on the stand-in images, spans to `otlp`.
@@ -521,57 +498,6 @@ async fn uninstall_leaves_nothing(shop_ns: &str, operator_ns: &str) {
     );
 }
 
-/// On a failed assertion: uninstall what the test installed (the shop
-/// first, while its operator still runs to finalize it), then the namespaces.
-struct Uninstall {
-    shop_ns: String,
-    operator_ns: String,
-}
-
-impl Drop for Uninstall {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let _ = helm(&[
-            "uninstall",
-            "shop",
-            "-n",
-            &self.shop_ns,
-            "--wait",
-            "--timeout",
-            "2m",
-        ]);
-        // A Storefront whose operator is gone keeps its finalizer: drop it.
-        let _ = kubectl(&[
-            "-n",
-            &self.shop_ns,
-            "patch",
-            "storefront",
-            "shop",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-        let _ = helm(&[
-            "uninstall",
-            "storefront-operator",
-            "-n",
-            &self.operator_ns,
-            "--wait",
-            "--timeout",
-            "1m",
-        ]);
-        let _ = kubectl(&[
-            "delete",
-            "namespace",
-            &self.shop_ns,
-            &self.operator_ns,
-            "--wait=false",
-        ]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away() {
     let client = cluster::real_node().await;
@@ -579,12 +505,13 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
     let operator_ns = NodeNamespace::new(&client, "e2e-operator").await;
     let shop_ns = NodeNamespace::new(&client, "e2e-shop").await;
     let (spans, otlp) = Receiver::start().await;
-    let _uninstall = Uninstall {
-        shop_ns: shop_ns.name().to_owned(),
-        operator_ns: operator_ns.name().to_owned(),
+    let _uninstall = UninstallOnFailure {
+        shops: vec![(shop_ns.name().to_owned(), "shop".to_owned())],
+        operator_namespace: operator_ns.name().to_owned(),
+        namespaces: vec![shop_ns.name().to_owned(), operator_ns.name().to_owned()],
     };
 
-    install_operator(operator_ns.name(), shop_ns.name());
+    cluster::install_operator(operator_ns.name(), shop_ns.name());
     let operator_pods = cluster::pods(
         &client,
         operator_ns.name(),
@@ -657,7 +584,7 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
     uninstall_leaves_nothing(shop_ns.name(), operator_ns.name()).await;
 
     // Installing both again into the same namespaces works.
-    install_operator(operator_ns.name(), shop_ns.name());
+    cluster::install_operator(operator_ns.name(), shop_ns.name());
     install_shop(shop_ns.name(), &otlp);
     cluster::wait_ready(shop_ns.name(), "shop", operator_ns.name(), READY_TIMEOUT).await;
     let shop = shop_client(&client, shop_ns.name()).await;
