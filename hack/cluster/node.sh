@@ -59,8 +59,15 @@ NODE_HOST_NEEDS=(
 
 NODE_TOOLS_DIR="$CLUSTER_SCRIPT_DIR/node-tools"
 COREDNS_TOOLS_DIR="$CLUSTER_SCRIPT_DIR/coredns-tools"
-CONTAINERD_VERSION="$(awk '$1 == "github.com/containerd/containerd/v2" && $2 ~ /^v/ { print $2; exit }' "$NODE_TOOLS_DIR/go.mod")"
-COREDNS_VERSION="$(awk '$1 == "github.com/coredns/coredns" && $2 ~ /^v/ { print $2; exit }' "$COREDNS_TOOLS_DIR/go.mod")"
+# The version a go.mod requires of module $2 (in a require block or on a
+# one-line require).
+_sf_node_mod_version() {
+  awk -v m="$2" '$1 == "require" { $1 = ""; $0 = $0 } $1 == m && $2 ~ /^v/ { print $2; exit }' "$1/go.mod"
+}
+CONTAINERD_VERSION="$(_sf_node_mod_version "$NODE_TOOLS_DIR" github.com/containerd/containerd/v2)"
+COREDNS_VERSION="$(_sf_node_mod_version "$COREDNS_TOOLS_DIR" github.com/coredns/coredns)"
+[[ -n "$CONTAINERD_VERSION" && -n "$COREDNS_VERSION" ]] ||
+  sf_die "cannot read the pinned containerd and CoreDNS versions from $NODE_TOOLS_DIR and $COREDNS_TOOLS_DIR"
 NODE_VERSIONS="k8s-${K8S_VERSION}_containerd-${CONTAINERD_VERSION}_coredns-${COREDNS_VERSION}"
 NODE_BIN_DIR="$CLUSTER_CACHE_DIR/node_$NODE_VERSIONS/bin"
 NODE_STAMP="$CLUSTER_CACHE_DIR/node_$NODE_VERSIONS/.built"
@@ -72,12 +79,12 @@ NODE_BINARIES=(
   node-tools:containerd:github.com/containerd/containerd/v2/cmd/containerd
   node-tools:containerd-shim-runc-v2:github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
   node-tools:ctr:github.com/containerd/containerd/v2/cmd/ctr
-  coredns-tools:coredns:github.com/coredns/coredns
+  coredns-tools:coredns:.
 )
 
 _sf_node_build_id() {
   cat "$CLUSTER_TOOLS_DIR"/go.{mod,sum} "$NODE_TOOLS_DIR"/go.{mod,sum} "$COREDNS_TOOLS_DIR"/go.{mod,sum} \
-    "$CLUSTER_TOOLS_DIR"/cmd/node-volumes/*.go | sha256sum | cut -d' ' -f1
+    "$CLUSTER_TOOLS_DIR"/cmd/node-volumes/*.go "$COREDNS_TOOLS_DIR"/*.go | sha256sum | cut -d' ' -f1
 }
 
 sf_node_built() {
@@ -471,14 +478,16 @@ _sf_node_ctr() {
 sf_node_import() {
   local ref="$1" archive="$2" digest
   digest="$(sha256sum "$archive" | cut -d' ' -f1)"
+  # (The listing is read whole: `grep -q` on a pipe would stop ctr with
+  # SIGPIPE, and pipefail would call the image missing.)
   if [[ "$(cat "$NODE_ROOT/imported/${ref//\//_}" 2>/dev/null)" == "$digest" ]] &&
-    _sf_node_ctr images ls -q 2>/dev/null | grep -qxF "$ref"; then
+    grep -qxF "$ref" <<<"$(_sf_node_ctr images ls -q 2>/dev/null)"; then
     return 0
   fi
   sf_info "importing $ref"
   _sf_node_ctr images import --no-unpack=false "$archive" >/dev/null ||
     sf_die "ctr could not import $archive"
-  _sf_node_ctr images ls -q | grep -qxF "$ref" || sf_die "$archive did not give the image $ref"
+  grep -qxF "$ref" <<<"$(_sf_node_ctr images ls -q)" || sf_die "$archive did not give the image $ref"
   mkdir -p "$NODE_ROOT/imported"
   echo "$digest" >"$NODE_ROOT/imported/${ref//\//_}"
 }
