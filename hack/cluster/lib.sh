@@ -439,30 +439,44 @@ _sf_cluster_healthy() {
 
 # Starts component $1 unless it already runs healthy; waits until it is healthy.
 sf_cluster_start() {
-  local what="$1" pidfile log port pid=""
+  local port
+  port="$(_sf_cluster_port "$1")"
+  sf_component_start "$1" _sf_cluster_command _sf_cluster_healthy "" "$port"
+}
+
+# Starts a component of the cluster (the control plane's, or the real
+# node's) unless it already runs healthy with this checkout's command line
+# and configuration (else it is restarted); waits until it is healthy.
+#   sf_component_start NAME COMMAND_FN HEALTHY_FN CONFIG_DIGEST [PORT]
+# COMMAND_FN NAME prints the command line (a word per line); HEALTHY_FN NAME
+# succeeds once it serves; a PORT on 127.0.0.1 must be free before a start.
+sf_component_start() {
+  local what="$1" command_fn="$2" healthy_fn="$3" digest="$4" port="${5:-}"
+  local pidfile log pid="" where=""
   pidfile="$(_sf_cluster_pidfile "$what")"
   log="$(_sf_cluster_log "$what")"
-  port="$(_sf_cluster_port "$what")"
+  [[ -z "$port" ]] || where=" on 127.0.0.1:$port"
   pid="$(sf_read_pidfile "$pidfile")" || pid=""
-  local cmd=()
-  mapfile -t cmd < <(_sf_cluster_command "$what")
-  if [[ -n "$pid" && "$(cat "$pidfile.cmd" 2>/dev/null)" != "${cmd[*]}" ]]; then
-    sf_log "$what runs with other flags than this checkout's: restarting it"
+  local cmd=() fingerprint
+  mapfile -t cmd < <("$command_fn" "$what")
+  fingerprint="${cmd[*]}${digest:+ $digest}"
+  if [[ -n "$pid" && "$(cat "$pidfile.cmd" 2>/dev/null)" != "$fingerprint" ]]; then
+    sf_log "$what runs with other flags or configuration than this checkout's: restarting it"
     sf_cluster_stop "$what"
     pid=""
   fi
-  if [[ -n "$pid" ]] && _sf_cluster_healthy "$what"; then
-    sf_info "$what already running (pid $pid, 127.0.0.1:$port)"
+  if [[ -n "$pid" ]] && "$healthy_fn" "$what"; then
+    sf_info "$what already running (pid $pid$where)"
     return 0
   fi
-  if [[ -z "$pid" ]] && sf_port_open "$port"; then
+  if [[ -z "$pid" && -n "$port" ]] && sf_port_open "$port"; then
     sf_die "$what: port 127.0.0.1:$port is already in use by another process:
 $(sf_port_owner "$port")
 Stop it, or choose another port (see hack/cluster/lib.sh)."
   fi
   if [[ -z "$pid" ]]; then
-    sf_log "Starting $what on 127.0.0.1:$port"
-    printf '%s' "${cmd[*]}" >"$pidfile.cmd"
+    sf_log "Starting $what$where"
+    printf '%s' "$fingerprint" >"$pidfile.cmd"
     printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "${cmd[*]}" >>"$log"
     # Without the lock fds (8, 9) of build and up, which must not outlive us.
     setsid "${cmd[@]}" </dev/null >>"$log" 2>&1 8>&- 9>&- &
@@ -472,14 +486,14 @@ Stop it, or choose another port (see hack/cluster/lib.sh)."
     sf_log "Waiting for $what (pid $pid) to become healthy"
   fi
   local deadline=$((SECONDS + CLUSTER_START_TIMEOUT))
-  until _sf_cluster_healthy "$what"; do
+  until "$healthy_fn" "$what"; do
     if ! sf_pid_alive "$pid"; then
       sf_tail_log "$log"
       sf_die "$what exited during start (log: $log)"
     fi
     if ((SECONDS >= deadline)); then
       sf_tail_log "$log"
-      sf_die "$what did not become healthy on 127.0.0.1:$port within ${CLUSTER_START_TIMEOUT}s (pid $pid, log: $log)"
+      sf_die "$what did not become healthy$where within ${CLUSTER_START_TIMEOUT}s (pid $pid, log: $log)"
     fi
     sleep 0.5
   done

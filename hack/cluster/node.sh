@@ -269,10 +269,20 @@ _sf_node_credentials() {
   _sf_cluster_kubeconfig "$CLUSTER_RUN_DIR/node-volumes.kubeconfig" node-volumes storefront-node-volumes
 }
 
+# Writes stdin to file $1 only when it differs: kube-proxy exits when its
+# configuration file is rewritten, even with the same content.
+_sf_node_write() {
+  local content
+  content="$(cat)"
+  [[ -f "$1" && "$(cat "$1")" == "$content" ]] && return 0
+  printf '%s\n' "$content" >"$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
 _sf_node_config() {
   local pause="$1"
   mkdir -p "$NODE_ROOT/containerd" "$NODE_RUN/containerd" "$NODE_ROOT/kubelet" "$NODE_ROOT/pod-logs" "$NODE_ROOT/volumes"
-  cat >"$CLUSTER_RUN_DIR/containerd.toml" <<EOF
+  _sf_node_write "$CLUSTER_RUN_DIR/containerd.toml" <<EOF
 version = 3
 root = '$NODE_ROOT/containerd'
 state = '$NODE_RUN/containerd'
@@ -318,7 +328,7 @@ server = "http://127.0.0.1:9"
 EOF
   # Pods that resolve outside the cluster find no server: nothing leaves the host.
   echo "# the storefront test node has no upstream DNS" >"$NODE_ROOT/resolv.conf"
-  cat >"$CLUSTER_RUN_DIR/kubelet.yaml" <<EOF
+  _sf_node_write "$CLUSTER_RUN_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This host has cgroup v1; kubelet only warns with this set.
@@ -360,7 +370,7 @@ maxPods: 110
 kubeAPIQPS: 50
 kubeAPIBurst: 100
 EOF
-  cat >"$CLUSTER_RUN_DIR/kube-proxy.yaml" <<EOF
+  _sf_node_write "$CLUSTER_RUN_DIR/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -427,44 +437,9 @@ _sf_node_healthy() {
 }
 
 _sf_node_start() {
-  local what="$1" pidfile log pid=""
-  pidfile="$(_sf_cluster_pidfile "$what")"
-  log="$(_sf_cluster_log "$what")"
-  pid="$(sf_read_pidfile "$pidfile")" || pid=""
-  # What it runs with: the command line and its configuration file.
-  local cmd=() fingerprint
-  mapfile -t cmd < <(_sf_node_command "$what")
-  fingerprint="${cmd[*]} $({ cat "$CLUSTER_RUN_DIR/$what".{toml,yaml} 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)"
-  if [[ -n "$pid" && "$(cat "$pidfile.cmd" 2>/dev/null)" != "$fingerprint" ]]; then
-    sf_log "$what runs with another configuration than this checkout's: restarting it"
-    sf_cluster_stop "$what"
-    pid=""
-  fi
-  if [[ -n "$pid" ]] && _sf_node_healthy "$what"; then
-    sf_info "$what already running (pid $pid)"
-    return 0
-  fi
-  if [[ -z "$pid" ]]; then
-    printf '%s' "$fingerprint" >"$pidfile.cmd"
-    sf_log "Starting $what"
-    printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "${cmd[*]}" >>"$log"
-    setsid "${cmd[@]}" </dev/null >>"$log" 2>&1 8>&- 9>&- &
-    pid=$!
-    echo "$pid" >"$pidfile"
-  fi
-  local deadline=$((SECONDS + CLUSTER_START_TIMEOUT))
-  until _sf_node_healthy "$what"; do
-    if ! sf_pid_alive "$pid"; then
-      sf_tail_log "$log"
-      sf_die "$what exited during start (log: $log)"
-    fi
-    if ((SECONDS >= deadline)); then
-      sf_tail_log "$log"
-      sf_die "$what did not become healthy within ${CLUSTER_START_TIMEOUT}s (pid $pid, log: $log)"
-    fi
-    sleep 0.5
-  done
-  sf_info "$what healthy (pid $pid, log: $log)"
+  local digest
+  digest="$({ cat "$CLUSTER_RUN_DIR/$1".{toml,yaml} 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)"
+  sf_component_start "$1" _sf_node_command _sf_node_healthy "$digest"
 }
 
 # --- images and cluster add-ons --------------------------------------------------------
