@@ -530,6 +530,21 @@ sf_kubectl() {
   "$CLUSTER_BIN_DIR/kubectl" --kubeconfig="$CLUSTER_KUBECONFIG" "$@"
 }
 
+# Waits until node $1 is Ready, until SECONDS reaches $2; else dies with the
+# tail of component $3's log and the hint $4.
+sf_cluster_wait_node() {
+  local node="$1" deadline="$2" component="$3" hint="${4:-}"
+  until [[ "$(sf_kubectl get node "$node" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do
+    if ((SECONDS >= deadline)); then
+      sf_tail_log "$(_sf_cluster_log "$component")"
+      sf_die "node $node did not become Ready within ${CLUSTER_START_TIMEOUT}s$hint"
+    fi
+    sleep 0.5
+  done
+  sf_info "node $node Ready"
+}
+
 # Registers the fake node kwok manages (idempotent) and waits until it is Ready.
 sf_cluster_node() {
   sf_kubectl apply -f - >/dev/null <<EOF || sf_die "could not create node $CLUSTER_NODE_NAME"
@@ -554,15 +569,7 @@ EOF
     '{"status":{"allocatable":{"cpu":"64","memory":"256Gi","pods":"4000","ephemeral-storage":"1Ti"},"capacity":{"cpu":"64","memory":"256Gi","pods":"4000","ephemeral-storage":"1Ti"}}}' \
     >/dev/null || sf_die "could not set the capacity of node $CLUSTER_NODE_NAME"
   local deadline=$((SECONDS + CLUSTER_START_TIMEOUT))
-  until [[ "$(sf_kubectl get node "$CLUSTER_NODE_NAME" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do
-    if ((SECONDS >= deadline)); then
-      sf_tail_log "$(_sf_cluster_log kwok)"
-      sf_die "node $CLUSTER_NODE_NAME did not become Ready within ${CLUSTER_START_TIMEOUT}s (is kwok managing it?)"
-    fi
-    sleep 0.5
-  done
-  sf_info "node $CLUSTER_NODE_NAME Ready"
+  sf_cluster_wait_node "$CLUSTER_NODE_NAME" "$deadline" kwok " (is kwok managing it?)"
   # The controllers work once the service-account controller has made the
   # default ServiceAccount (pods cannot be created before).
   until sf_kubectl -n default get serviceaccount default >/dev/null 2>&1; do

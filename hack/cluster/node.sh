@@ -448,10 +448,11 @@ _sf_node_ctr() {
   "$NODE_BIN_DIR/ctr" --address "$NODE_CONTAINERD_SOCKET" -n k8s.io "$@" 2> >(grep -v 'support for cgroup v1 is deprecated' >&2)
 }
 
-# Imports an OCI archive unless containerd already has that reference with
-# the same digest (a stamp beside the archive records what was imported).
+# Imports image $1 of hack/images unless containerd already has its reference with
+# the same digest (a stamp under $NODE_ROOT/imported records what was imported).
 sf_node_import() {
-  local ref="$1" archive="$2" digest
+  local name="$1" ref archive digest
+  ref="$(sf_image_ref "$name")" archive="$(sf_image_archive "$name")"
   digest="$(sha256sum "$archive" | cut -d' ' -f1)"
   # (The listing is read whole: `grep -q` on a pipe would stop ctr with
   # SIGPIPE, and pipefail would call the image missing.)
@@ -460,8 +461,7 @@ sf_node_import() {
     return 0
   fi
   sf_info "importing $ref"
-  _sf_node_ctr images import --no-unpack=false "$archive" >/dev/null ||
-    sf_die "ctr could not import $archive"
+  sf_image_import "$name" _sf_node_ctr >/dev/null || sf_die "ctr could not import $archive"
   grep -qxF "$ref" <<<"$(_sf_node_ctr images ls -q)" || sf_die "$archive did not give the image $ref"
   mkdir -p "$NODE_ROOT/imported"
   echo "$digest" >"$NODE_ROOT/imported/${ref//\//_}"
@@ -476,9 +476,9 @@ sf_node_load_images() {
   # shellcheck source=hack/images/lib.sh
   source "$CLUSTER_SCRIPT_DIR/../images/lib.sh"
   COREDNS_BIN="$NODE_BIN_DIR/coredns" sf_images_build --profile "$profile" >/dev/null
-  while read -r name ref _; do
-    sf_node_import "$ref" "$(sf_image_archive "$name")"
-  done < <(sf_images_list)
+  for name in $(sf_image_names); do
+    sf_node_import "$name"
+  done
   ref="$(sf_image_ref storefront)"
   _sf_node_ctr images tag --force "$ref" "${ref%:*}:dev-next" >/dev/null
   sf_log "Images on $NODE_NAME:"
@@ -615,15 +615,7 @@ EOF
 
 _sf_node_wait_ready() {
   local deadline=$((SECONDS + CLUSTER_START_TIMEOUT))
-  until [[ "$(sf_kubectl get node "$NODE_NAME" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do
-    if ((SECONDS >= deadline)); then
-      sf_tail_log "$(_sf_cluster_log kubelet)"
-      sf_die "node $NODE_NAME did not become Ready within ${CLUSTER_START_TIMEOUT}s"
-    fi
-    sleep 1
-  done
-  sf_info "node $NODE_NAME Ready"
+  sf_cluster_wait_node "$NODE_NAME" "$deadline" kubelet
   until sf_kubectl -n kube-system rollout status deployment/coredns --timeout=5s >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
       sf_kubectl -n kube-system describe pods -l k8s-app=kube-dns | tail -n 30 >&2 || true
@@ -656,8 +648,8 @@ sf_node_up() {
   _sf_node_config "$pause"
   _sf_node_start containerd
   COREDNS_BIN="$NODE_BIN_DIR/coredns" sf_images_build pause coredns >/dev/null
-  sf_node_import "$pause" "$(sf_image_archive pause)"
-  sf_node_import "$coredns" "$(sf_image_archive coredns)"
+  sf_node_import pause
+  sf_node_import coredns
   local what
   for what in apiserver-proxy node-volumes kubelet kube-proxy; do
     _sf_node_start "$what"
