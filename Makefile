@@ -52,10 +52,10 @@ cluster-up: ## Start the Kubernetes control plane on loopback and its real node 
 	@bash hack/cluster/up.sh
 
 cluster-down: ## Stop it and undo what the real node made on the host (data is kept)
+	@bash hack/cluster/down.sh
 
 cluster-images: ## Build hack/images (this checkout's shop and operator, the stores' stand-ins) and load them into the real node
 	@bash hack/cluster/images.sh
-	@bash hack/cluster/down.sh
 
 cluster-purge: ## Stop it and delete its data
 	@bash hack/cluster/down.sh --purge
