@@ -132,7 +132,14 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
     )
     .await;
     let env = |d: &Deployment| {
-        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
             .env
             .clone()
             .unwrap_or_default()
@@ -147,7 +154,10 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
         .find(|e| e.name == "WEB_OIDC_CLIENT_SECRET")
         .and_then(|e| e.value_from?.secret_key_ref)
         .unwrap();
-    assert_eq!((reference.name.as_str(), reference.key.as_str()), ("oidc-client", "secret"));
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("oidc-client", "secret")
+    );
     let gateway = ns.api::<Deployment>().get("shop-gateway").await.unwrap();
     let audience = env(&gateway)
         .into_iter()

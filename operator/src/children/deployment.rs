@@ -66,7 +66,11 @@ pub(super) fn service_deployment(
     if service.is_web() {
         let session = web_session_secret_name(sf);
         secret_env("WEB_SESSION_KEY", &session, WEB_SESSION_SECRET_KEY);
-        if let Some(reference) = sign_in.oidc.as_ref().and_then(|o| o.client_secret_ref.as_ref()) {
+        if let Some(reference) = sign_in
+            .oidc
+            .as_ref()
+            .and_then(|o| o.client_secret_ref.as_ref())
+        {
             secret_env("WEB_OIDC_CLIENT_SECRET", &reference.name, &reference.key);
         }
     }

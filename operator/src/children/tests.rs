@@ -148,7 +148,11 @@ fn env_var(children: &[Child], service: &str, name: &str) -> Option<Value> {
     env(children, service)
         .into_iter()
         .find(|e| e["name"] == name)
-        .map(|e| e.get("value").cloned().unwrap_or_else(|| e["valueFrom"].clone()))
+        .map(|e| {
+            e.get("value")
+                .cloned()
+                .unwrap_or_else(|| e["valueFrom"].clone())
+        })
 }
 
 fn oidc() -> crate::crd::OidcSpec {
@@ -180,8 +184,8 @@ fn the_web_is_off_the_sign_ins_until_the_spec_turns_them_on() {
         Some(json!({ "secretKeyRef": { "name": "shop-web-session", "key": "key" } }))
     );
     assert_eq!(env_var(&children, "gateway", "OIDC_ISSUER"), None);
-    let container = &find(&children, ChildKind::Deployment, "shop-web")["spec"]["template"]
-        ["spec"]["containers"][0];
+    let container = &find(&children, ChildKind::Deployment, "shop-web")["spec"]["template"]["spec"]
+        ["containers"][0];
     assert_eq!(container["args"], json!(["web"]));
     assert_eq!(container["ports"][0]["containerPort"], 8081);
 
@@ -202,7 +206,10 @@ fn the_web_is_off_the_sign_ins_until_the_spec_turns_them_on() {
     let children = desired(&sso, &inputs(), None);
     let data = config_data(&sso);
     assert_eq!(data["WEB_PUBLIC_URL"], "https://shop.example.com");
-    assert_eq!(data["WEB_OIDC_ISSUER"], "https://id.example.com/realms/shop");
+    assert_eq!(
+        data["WEB_OIDC_ISSUER"],
+        "https://id.example.com/realms/shop"
+    );
     assert_eq!(data["WEB_OIDC_CLIENT_ID"], "storefront");
     assert_eq!(data["WEB_OIDC_SCOPES"], "openid email");
     assert_eq!(data["WEB_OIDC_PROVIDER_NAME"], "Example ID");
@@ -272,7 +279,8 @@ fn the_ingress_leads_to_the_web_and_the_api_to_the_gateway() {
             )
         })
         .collect();
-    let prefix = |path: &str, service: &str| (path.to_owned(), "Prefix".to_owned(), service.to_owned());
+    let prefix =
+        |path: &str, service: &str| (path.to_owned(), "Prefix".to_owned(), service.to_owned());
     assert_eq!(
         paths,
         [prefix("/api", "shop-gateway"), prefix("/", "shop-web")]
