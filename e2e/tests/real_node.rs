@@ -2,7 +2,8 @@
 //! operator chart (the operator as a pod from its image, with the chart's
 //! RBAC) and the storefront chart (a managed-mode Storefront whose stores
 //! are the local stand-in images), then every user path against running
-//! pods: the REST flow with its trace, an upgrade under traffic, a service
+//! pods: the catalog page of the web storefront, the REST flow with its
+//! trace, an upgrade under traffic, a service
 //! pod and the database pod deleted, deletion, uninstall and reinstall.
 //!
 //! Needs `hack/cluster/up.sh` (with the real node) and
@@ -23,7 +24,7 @@ use storefront_e2e::otlp::Receiver;
 use storefront_e2e::shop::Shop;
 use storefront_e2e::{NODE_NAME, images};
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "gateway",
     "product",
     "cart",
@@ -31,6 +32,7 @@ const SERVICES: [&str; 7] = [
     "payment",
     "orders",
     "checkout",
+    "web",
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -126,10 +128,12 @@ async fn rest_flow(shop: &Shop, spans: &Receiver, user: &str) {
     .await;
     assert_eq!(order["total"], "1359.97", "{order}");
 
+    // The REST flow goes round the web; checkout validates the products
+    // against its own snapshot of the cart.
     let wanted: BTreeSet<String> = SERVICES
         .iter()
+        .filter(|s| !["product", "web"].contains(s))
         .map(|s| format!("storefront-{s}"))
-        .filter(|s| s != "storefront-product")
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !wanted.is_subset(&spans.services_of(&trace_id)) {
@@ -149,7 +153,36 @@ async fn rest_flow(shop: &Shop, spans: &Receiver, user: &str) {
     );
 }
 
-/// `helm upgrade` to another image tag while GET /products runs: the seven
+/// The web storefront's catalog page, through the web Service as a browser
+/// on the node would fetch it: the products from the gateway, and the
+/// page's security headers.
+async fn catalog_page(client: &kube::Client, namespace: &str, shop: &Shop) {
+    let base = cluster::service_url(client, namespace, "shop-web").await;
+    let page = shop
+        .http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("the web answers");
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "Content-Security-Policy: {csp:?}"
+    );
+    let html = page.text().await.expect("the catalog page");
+    assert!(
+        html.contains("Laptop") && html.contains(r#"class="products""#),
+        "the catalog page lists no Laptop:\n{html}"
+    );
+}
+
+/// `helm upgrade` to another image tag while GET /products runs: the eight
 /// services roll, the stores keep their pods, and no request fails.
 async fn upgrade_under_traffic(
     client: &kube::Client,
@@ -560,9 +593,11 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
     );
 
     let shop = shop_client(&client, shop_ns.name()).await;
+    catalog_page(&client, shop_ns.name(), &shop).await;
     rest_flow(&shop, &spans, "e2e-alice").await;
     let (upgrade_requests, upgrade_failed) =
         upgrade_under_traffic(&client, shop_ns.name(), &shop).await;
+    catalog_page(&client, shop_ns.name(), &shop).await;
     // `make bench` reads these (STOREFRONT_E2E_FIGURES: a JSON file to write).
     if let Ok(path) = std::env::var("STOREFRONT_E2E_FIGURES") {
         let figures = serde_json::json!({
@@ -588,6 +623,7 @@ async fn a_managed_shop_on_the_real_node_serves_upgrades_survives_and_goes_away(
     install_shop(shop_ns.name(), &otlp);
     cluster::wait_ready(shop_ns.name(), "shop", operator_ns.name(), READY_TIMEOUT).await;
     let shop = shop_client(&client, shop_ns.name()).await;
+    catalog_page(&client, shop_ns.name(), &shop).await;
     rest_flow(&shop, &spans, "e2e-bob").await;
     uninstall_leaves_nothing(shop_ns.name(), operator_ns.name()).await;
 

@@ -26,6 +26,12 @@ external=(
   --set redis.mode=external --set redis.external.url=redis://127.0.0.1:56379
   --set kafka.mode=external --set kafka.external.bootstrapServers=127.0.0.1:59092
 )
+web=(
+  --set web.signIn.dev=true --set web.publicUrl=https://shop.example.com
+  --set web.signIn.oidc.enabled=true --set web.signIn.oidc.issuer=https://id.example.com
+  --set web.signIn.oidc.clientId=storefront --set web.signIn.oidc.clientSecretRef.name=storefront-oidc
+  --set gateway.ingress.enabled=true
+)
 
 if ! cmp -s "$ROOT/crds/storefront.yaml" "$operator/crds/storefront.yaml"; then
   echo "charts/storefront-operator/crds/storefront.yaml differs from crds/storefront.yaml:" >&2
@@ -37,9 +43,11 @@ fi
 "$helm" lint --strict "$operator" --set watchNamespace=shops --set replicas=2 --set serviceMonitor.enabled=true
 "$helm" lint --strict "$shop"
 "$helm" lint --strict "$shop" "${external[@]}"
+"$helm" lint --strict "$shop" "${web[@]}"
 
 "$helm" template storefront-operator "$operator" >/dev/null
 "$helm" template storefront-operator "$operator" --set watchNamespace=shops --set replicas=2 >/dev/null
 "$helm" template shop "$shop" >/dev/null
 "$helm" template shop "$shop" "${external[@]}" >/dev/null
+"$helm" template shop "$shop" "${web[@]}" | grep -q 'clientId: "storefront"'
 echo "charts: lint and template ok; the chart's CRD is crds/storefront.yaml"

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
     status = "StorefrontStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "A Storefront shop: seven services behind a REST gateway, their PostgreSQL databases, Redis and Kafka topics.",
+    doc = "A Storefront shop: seven services behind a REST gateway and the web storefront in front of it, their PostgreSQL databases, Redis and Kafka topics.",
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -61,6 +61,9 @@ pub struct StorefrontSpec {
     /// How the REST gateway is exposed and what it enforces.
     #[serde(default)]
     pub gateway: GatewaySpec,
+    /// The web storefront: its public URL and how people sign in.
+    #[serde(default)]
+    pub web: WebSpec,
     /// PostgreSQL: one database and one login role per service.
     pub postgres: PostgresSpec,
     /// Redis, the cart cache.
@@ -137,6 +140,9 @@ pub struct ServicesSpec {
     pub orders: ServiceSpec,
     #[serde(default)]
     pub checkout: ServiceSpec,
+    /// The web storefront (`storefront web`).
+    #[serde(default)]
+    pub web: ServiceSpec,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, KubeSchema, PartialEq)]
@@ -266,6 +272,66 @@ pub struct SecretKeyRef {
     pub name: String,
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+}
+
+/// The web storefront, the pages people use (`storefront web`). It reaches
+/// the gateway inside the cluster; browsers reach it through the Ingress
+/// (`/`, the gateway at `/api`) or its Service `<name>-web`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.signIn) || !has(self.signIn.oidc) || has(self.publicUrl)").message("web.publicUrl is required with web.signIn.oidc (the redirect URI is <publicUrl>/auth/callback)"))]
+pub struct WebSpec {
+    /// The shop's URL as browsers see it, e.g. `https://shop.example.com`:
+    /// the OIDC redirect URI is `<publicUrl>/auth/callback`, and an `https`
+    /// URL makes the cookies `Secure`. When absent it is the Ingress's host
+    /// (`https` with a TLS Secret), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^/?#]+(/[^?#]*)?$"), length(max = 2048))]
+    pub public_url: Option<String>,
+    /// How people sign in; neither way is on by default.
+    #[serde(default)]
+    pub sign_in: SignInSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInSpec {
+    /// The development sign-in: anyone types a name (and may tick "admin")
+    /// and gets a token signed with the gateway's JWT secret. For trying
+    /// the shop out, never for a shop with real customers.
+    #[serde(default)]
+    pub dev: bool,
+    /// "Sign in with …" through an OpenID Connect provider (code flow with
+    /// PKCE). The gateway then also accepts the provider's ID tokens
+    /// (issuer `issuer`, audience `clientId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, KubeSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.scopes) || 'openid' in self.scopes").message("web.signIn.oidc.scopes must include openid"))]
+pub struct OidcSpec {
+    /// The provider's issuer URL (its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[schemars(regex(pattern = r"^https?://.+"), length(max = 2048))]
+    pub issuer: String,
+    /// The client registered with the provider for `<publicUrl>/auth/callback`.
+    #[schemars(length(min = 1, max = 253))]
+    pub client_id: String,
+    /// A Secret key holding the client secret of a confidential client;
+    /// without it the web is a public client (PKCE only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeyRef>,
+    /// The scopes asked for; `openid profile email` when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 128)))]
+    pub scopes: Vec<String>,
+    /// The provider's name on the sign-in button ("Sign in with …");
+    /// `your account` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub provider_name: Option<String>,
 }
 
 /// Token buckets: a sustained rate per second and a burst, per user and per
@@ -503,6 +569,10 @@ pub struct StorefrontStatus {
     /// Where the REST API answers, e.g. `shop-gateway.default.svc:8080`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_address: Option<String>,
+    /// Where the web storefront answers inside the cluster, e.g.
+    /// `shop-web.default.svc:8081`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_address: Option<String>,
     /// The Kafka topics and their partitions, as last seen on the broker.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub topics: BTreeMap<String, i32>,

@@ -22,6 +22,16 @@ impl ServiceKind {
     pub fn is_gateway(self) -> bool {
         self.name == "gateway"
     }
+
+    pub fn is_web(self) -> bool {
+        self.name == "web"
+    }
+
+    /// Whether it serves HTTP (the gateway, the web) rather than gRPC: its
+    /// port is named `http` and its probes are `/healthz` and `/readyz`.
+    pub fn is_http(self) -> bool {
+        self.is_gateway() || self.is_web()
+    }
 }
 
 pub const GATEWAY: ServiceKind = ServiceKind {
@@ -30,8 +40,15 @@ pub const GATEWAY: ServiceKind = ServiceKind {
     database: false,
 };
 
-/// Every service, the gateway first.
-pub const SERVICES: [ServiceKind; 7] = [
+/// The web storefront: pages for people, in front of the gateway.
+pub const WEB: ServiceKind = ServiceKind {
+    name: "web",
+    port: 8081,
+    database: false,
+};
+
+/// Every service, the gateway first, the web last.
+pub const SERVICES: [ServiceKind; 8] = [
     GATEWAY,
     ServiceKind {
         name: "product",
@@ -63,6 +80,7 @@ pub const SERVICES: [ServiceKind; 7] = [
         port: 50056,
         database: true,
     },
+    WEB,
 ];
 
 /// The port every service serves `/metrics` on.

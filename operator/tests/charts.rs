@@ -117,6 +117,22 @@ async fn both_charts_lint_strict_render_and_pass_server_side_dry_run() {
         "tracing.enabled=true",
         "--set",
         "tracing.samplingRatio=0.25",
+        "--set",
+        "services.web.replicas=2",
+        "--set",
+        "web.signIn.dev=true",
+        "--set",
+        "web.publicUrl=https://shop.example.com",
+        "--set",
+        "web.signIn.oidc.enabled=true",
+        "--set",
+        "web.signIn.oidc.issuer=https://id.example.com",
+        "--set",
+        "web.signIn.oidc.clientId=storefront",
+        "--set",
+        "web.signIn.oidc.clientSecretRef.name=oidc-client",
+        "--set",
+        "web.signIn.oidc.scopes={openid,email}",
     ]));
     renders.push(external);
     for args in renders {
@@ -188,6 +204,10 @@ async fn both_charts_lint_strict_render_and_pass_server_side_dry_run() {
         "kafka.topics.deletionPolicy=Sometimes",
         "postgres.managed.deletionPolicy=Sometimes",
         "gateway.serviceType=LoadBalancer,gateway.ingress.enabled=true",
+        "web.signIn.oidc.enabled=true,web.signIn.oidc.issuer=https://id.example.com,web.signIn.oidc.clientId=shop",
+        "web.publicUrl=https://shop.example.com,web.signIn.oidc.enabled=true,web.signIn.oidc.clientId=shop",
+        "web.publicUrl=shop.example.com",
+        "web.signIn.oidc.scopes={email}",
     ] {
         let (ok, out) = try_run(&helm_path(), &["template", "shop", &shop, "--set", bad]);
         assert!(!ok, "{bad} was accepted:\n{out}");

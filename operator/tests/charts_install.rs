@@ -26,7 +26,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::ListParams;
@@ -120,7 +120,7 @@ async fn install(
         status.gateway_address.as_deref(),
         Some(format!("shop-gateway.{name}.svc:8080").as_str())
     );
-    assert_eq!(status.services.len(), 7, "{:?}", status.services);
+    assert_eq!(status.services.len(), 8, "{:?}", status.services);
 
     // It was this operator, with these credentials, that did the work: its
     // Events carry its identity, and it never hit a refusal.
@@ -237,6 +237,7 @@ async fn cluster_wide_chart_rbac_runs_the_operator_and_helm_upgrade_and_uninstal
             "gateway.ingress.enabled=true",
             "services.cart.autoscaling.minReplicas=1",
             "services.cart.autoscaling.maxReplicas=3",
+            "web.signIn.dev=true",
         ],
     )
     .await;
@@ -281,8 +282,31 @@ async fn cluster_wide_chart_rbac_runs_the_operator_and_helm_upgrade_and_uninstal
     // and the HPA no longer wanted are pruned.
     let events: Api<Event> = installed.ns.api();
     let ingresses: Api<Ingress> = installed.ns.api();
-    assert!(ingresses.get_opt("shop-gateway").await.unwrap().is_some());
+    let ingress = ingresses.get("shop-gateway").await.unwrap();
+    let backends: Vec<(String, String)> = ingress.spec.unwrap().rules.unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .map(|p| {
+            let service = p.backend.service.as_ref().unwrap().name.clone();
+            (p.path.clone().unwrap_or_default(), service)
+        })
+        .collect();
+    assert_eq!(
+        backends,
+        [
+            ("/api".to_owned(), "shop-gateway".to_owned()),
+            ("/".to_owned(), "shop-web".to_owned())
+        ]
+    );
     let deployments: Api<Deployment> = installed.ns.api();
+    // The chart's web.signIn.dev reaches the shop's configuration.
+    let config: Api<ConfigMap> = installed.ns.api();
+    let data = config.get("shop-config").await.unwrap().data.unwrap();
+    assert_eq!(data["WEB_DEV_SIGN_IN"], "true");
+    assert_eq!(data["WEB_PUBLIC_URL"], "http://shop.example.com");
     let before = deployments.get("shop-checkout").await.unwrap();
     assert_eq!(before.spec.unwrap().replicas, Some(1));
     // All values given again (not --reuse-values, whose merging cannot

@@ -46,11 +46,15 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
         assert_eq!(condition(&sf, type_).unwrap().0, "True", "{type_}");
     }
     assert_eq!(condition(&sf, "Degraded").unwrap().0, "False");
-    assert_eq!(status.services.len(), 7);
+    assert_eq!(status.services.len(), 8, "{:?}", status.services);
     assert!(status.services.values().all(|s| s.available_replicas == 1));
     assert_eq!(
         status.gateway_address.as_deref(),
         Some(format!("shop-gateway.{}.svc:8080", ns.name()).as_str())
+    );
+    assert_eq!(
+        status.web_address.as_deref(),
+        Some(format!("shop-web.{}.svc:8081", ns.name()).as_str())
     );
 
     // Every Deployment available (kwok), owned by the Storefront.
@@ -60,7 +64,7 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
         .await
         .unwrap()
         .items;
-    assert_eq!(deployments.len(), 7);
+    assert_eq!(deployments.len(), 8);
     for d in &deployments {
         assert_eq!(d.owner_references()[0].uid, sf.uid().unwrap());
         assert!(
@@ -101,17 +105,69 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
 
     // The generated credentials survive a reconcile untouched.
     let password = secret_value(&ns, "shop-cart-db", "password").await;
+    let session_key = secret_value(&ns, "shop-web-session", "key").await;
+    assert_eq!(session_key.len(), 64);
 
-    // More replicas and partitions → applied.
+    // More replicas and partitions, OIDC sign-in → applied.
+    let client_secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "oidc-client" },
+        "stringData": { "secret": "s3cret" },
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &client_secret)
+        .await
+        .unwrap();
     patch_spec(
         &api,
         "shop",
         json!({
             "services": { "cart": { "replicas": 3 } },
             "kafka": { "topics": { "checkout": { "partitions": 4 } } },
+            "web": { "publicUrl": "https://shop.example.com", "signIn": { "oidc": {
+                "issuer": "https://id.example.com", "clientId": "storefront",
+                "clientSecretRef": { "name": "oidc-client", "key": "secret" },
+            } } },
         }),
     )
     .await;
+    let env = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+    };
+    let web = wait_for(&ns.api::<Deployment>(), "shop-web", READY_TIMEOUT, |d| {
+        env(d).iter().any(|e| e.name == "WEB_OIDC_CLIENT_SECRET")
+    })
+    .await
+    .unwrap();
+    let reference = env(&web)
+        .into_iter()
+        .find(|e| e.name == "WEB_OIDC_CLIENT_SECRET")
+        .and_then(|e| e.value_from?.secret_key_ref)
+        .unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("oidc-client", "secret")
+    );
+    let gateway = ns.api::<Deployment>().get("shop-gateway").await.unwrap();
+    let audience = env(&gateway)
+        .into_iter()
+        .find(|e| e.name == "OIDC_AUDIENCE")
+        .and_then(|e| e.value);
+    assert_eq!(audience.as_deref(), Some("storefront"));
+    let config = ns.api::<ConfigMap>().get("shop-config").await.unwrap();
+    let config = config.data.unwrap();
+    assert_eq!(config["WEB_OIDC_ISSUER"], "https://id.example.com");
+    assert_eq!(config["WEB_PUBLIC_URL"], "https://shop.example.com");
     wait_for(&ns.api::<Deployment>(), "shop-cart", READY_TIMEOUT, |d| {
         d.spec.as_ref().and_then(|s| s.replicas) == Some(3)
             && d.status.as_ref().and_then(|s| s.available_replicas) == Some(3)
@@ -129,6 +185,10 @@ async fn an_external_storefront_becomes_ready_and_follows_its_spec() {
     assert_eq!(
         secret_value(&ns, "shop-cart-db", "password").await,
         password
+    );
+    assert_eq!(
+        secret_value(&ns, "shop-web-session", "key").await,
+        session_key
     );
 
     // Fewer partitions → reported, not applied.
@@ -215,6 +275,29 @@ async fn the_api_server_refuses_invalid_specs_with_the_rules_message() {
             }),
             "gateway.trustedProxies holds IP addresses and CIDRs",
         ),
+        (
+            json!({
+                "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} },
+                "web": { "signIn": { "oidc": { "issuer": "https://id.example", "clientId": "shop" } } },
+            }),
+            "web.publicUrl is required with web.signIn.oidc",
+        ),
+        (
+            json!({
+                "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} },
+                "web": { "publicUrl": "https://shop.example", "signIn": { "oidc": {
+                    "issuer": "https://id.example", "clientId": "shop", "scopes": ["email"],
+                } } },
+            }),
+            "web.signIn.oidc.scopes must include openid",
+        ),
+        (
+            json!({
+                "postgres": { "managed": {} }, "redis": { "managed": {} }, "kafka": { "managed": {} },
+                "web": { "publicUrl": "shop.example" },
+            }),
+            "spec.web.publicUrl",
+        ),
     ];
     for (i, (spec, message)) in cases.into_iter().enumerate() {
         let sf: Storefront = serde_json::from_value(json!({
@@ -285,9 +368,10 @@ async fn a_killed_operator_restarts_and_converges_without_duplicates_and_retain_
     })
     .await
     .unwrap();
-    // 7 Deployments, 7 Services, 7 PDBs, one ConfigMap, 6 database Secrets
-    // and the JWT Secret: nothing twice, nothing left over.
-    assert_eq!(child_counts(&ns).await, (7, 7, 7, 1, 7));
+    // 8 Deployments, 8 Services, 8 PDBs, one ConfigMap, 6 database Secrets,
+    // the JWT Secret and the web's session key: nothing twice, nothing left
+    // over.
+    assert_eq!(child_counts(&ns).await, (8, 8, 8, 1, 8));
     if let Some(before) = cart_password_before {
         assert_eq!(
             secret_value(&ns, "shop-cart-db", "password").await,

@@ -86,6 +86,30 @@ pub fn generated_jwt_secret_name(sf: &Storefront) -> String {
     names::child(sf.name_any_str(), "jwt")
 }
 
+/// The Secret the operator generates once for the web's session key (the
+/// key that signs its session and CSRF cookies, the same in every replica).
+pub fn web_session_secret_name(sf: &Storefront) -> String {
+    names::child(sf.name_any_str(), "web-session")
+}
+
+/// The key of the session key in [`web_session_secret_name`].
+pub const WEB_SESSION_SECRET_KEY: &str = "key";
+
+/// The shop's URL as browsers see it: `web.publicUrl` (without a closing
+/// `/`), else the Ingress's host.
+pub fn web_public_url(sf: &Storefront) -> Option<String> {
+    if let Some(url) = &sf.spec.web.public_url {
+        return Some(url.trim_end_matches('/').to_owned());
+    }
+    let ingress = sf.spec.gateway.ingress.as_ref()?;
+    let scheme = if ingress.tls_secret_name.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{}", ingress.host))
+}
+
 /// A generated Secret's body (the values come from the caller, which keeps
 /// existing ones). `owned`: it goes with the Storefront (an owner
 /// reference); otherwise it outlives it, as a retained PostgreSQL volume's
@@ -214,6 +238,26 @@ pub fn config_data(sf: &Storefront) -> BTreeMap<String, String> {
             "GATEWAY_TRUSTED_PROXIES",
             sf.spec.gateway.trusted_proxies.join(","),
         );
+    }
+    // The web storefront calls the gateway inside the cluster.
+    set(
+        "WEB_GATEWAY_URL",
+        url(names::GATEWAY.name, sf.spec.gateway.port),
+    );
+    let sign_in = &sf.spec.web.sign_in;
+    set("WEB_DEV_SIGN_IN", sign_in.dev.to_string());
+    if let Some(public_url) = web_public_url(sf) {
+        set("WEB_PUBLIC_URL", public_url);
+    }
+    if let Some(oidc) = &sign_in.oidc {
+        set("WEB_OIDC_ISSUER", oidc.issuer.clone());
+        set("WEB_OIDC_CLIENT_ID", oidc.client_id.clone());
+        if !oidc.scopes.is_empty() {
+            set("WEB_OIDC_SCOPES", oidc.scopes.join(" "));
+        }
+        if let Some(provider) = &oidc.provider_name {
+            set("WEB_OIDC_PROVIDER_NAME", provider.clone());
+        }
     }
     if let Some(tracing) = &sf.spec.tracing {
         set("OTEL_EXPORTER_OTLP_ENDPOINT", tracing.otlp_endpoint.clone());

@@ -1,9 +1,12 @@
-//! One Deployment per service: `storefront <service>`, its probes, the
-//! hardened security context, only its own Secrets in its environment.
+//! One Deployment per service: `storefront <service>`, its probes (HTTP
+//! for the gateway and the web, gRPC health for the rest), the hardened
+//! security context, only its own Secrets in its environment.
 
 use serde_json::{Value, json};
 
-use super::config::{config_data, config_hash, database_secret_name};
+use super::config::{
+    WEB_SESSION_SECRET_KEY, config_data, config_hash, database_secret_name, web_session_secret_name,
+};
 use super::connections::database_pools;
 use super::{
     CONFIG_HASH_ANNOTATION, Child, ChildKind, NameStr, SecretInputs, image, labels, listen_port,
@@ -38,21 +41,45 @@ pub(super) fn service_deployment(
     let port = listen_port(sf, service);
     let mut env = vec![];
     let mut secrets = vec![];
-    if service.database {
-        let secret = database_secret_name(sf, service);
+    let mut secret_env = |name: &str, secret: &str, key: &str| {
         env.push(json!({
-            "name": format!("{}_DATABASE_URL", service.env_prefix()),
-            "valueFrom": { "secretKeyRef": { "name": secret, "key": "url" } },
-        }));
-        secrets.push(secret);
-    }
-    if service.is_gateway() {
-        let (secret, key) = &inputs.jwt;
-        env.push(json!({
-            "name": "JWT_SECRET",
+            "name": name,
             "valueFrom": { "secretKeyRef": { "name": secret, "key": key } },
         }));
-        secrets.push(secret.clone());
+        secrets.push(secret.to_owned());
+    };
+    if service.database {
+        let secret = database_secret_name(sf, service);
+        secret_env(
+            &format!("{}_DATABASE_URL", service.env_prefix()),
+            &secret,
+            "url",
+        );
+    }
+    let sign_in = &sf.spec.web.sign_in;
+    // The gateway verifies the shop's HS256 tokens; the web signs them only
+    // for the development sign-in, so only then does it hold the secret.
+    if service.is_gateway() || (service.is_web() && sign_in.dev) {
+        let (secret, key) = &inputs.jwt;
+        secret_env("JWT_SECRET", secret, key);
+    }
+    if service.is_web() {
+        let session = web_session_secret_name(sf);
+        secret_env("WEB_SESSION_KEY", &session, WEB_SESSION_SECRET_KEY);
+        if let Some(reference) = sign_in
+            .oidc
+            .as_ref()
+            .and_then(|o| o.client_secret_ref.as_ref())
+        {
+            secret_env("WEB_OIDC_CLIENT_SECRET", &reference.name, &reference.key);
+        }
+    }
+    if service.is_gateway()
+        && let Some(oidc) = &sign_in.oidc
+    {
+        // The provider's ID tokens the web forwards, for this client only.
+        env.push(json!({ "name": "OIDC_ISSUER", "value": oidc.issuer }));
+        env.push(json!({ "name": "OIDC_AUDIENCE", "value": oidc.client_id }));
     }
     // Each pod's share of a managed PostgreSQL's connections.
     if let Some(pool) = database_pools(sf).and_then(|pools| pools.get(service.name).copied()) {
@@ -72,7 +99,7 @@ pub(super) fn service_deployment(
     // database is reachable and migrated, which on a shop's first start
     // waits for a new PostgreSQL: the startup probe gives it up to five
     // minutes before liveness takes over.
-    let check = if service.is_gateway() {
+    let check = if service.is_http() {
         json!({ "httpGet": { "path": "/healthz", "port": "http" } })
     } else {
         json!({ "grpc": { "port": port } })
@@ -83,7 +110,7 @@ pub(super) fn service_deployment(
         probe["failureThreshold"] = json!(failures);
         probe
     };
-    let readiness = if service.is_gateway() {
+    let readiness = if service.is_http() {
         probe(
             &json!({ "httpGet": { "path": "/readyz", "port": "http" } }),
             5,
@@ -94,7 +121,7 @@ pub(super) fn service_deployment(
     };
     let liveness = probe(&check, 10, 3);
     let startup = probe(&check, 5, STARTUP_PROBE_FAILURES);
-    let port_name = if service.is_gateway() { "http" } else { "grpc" };
+    let port_name = if service.is_http() { "http" } else { "grpc" };
     let mut container = json!({
         "name": service.name,
         "image": image(sf),

@@ -1,22 +1,31 @@
-//! The gateway's Ingress, when asked for.
+//! The shop's Ingress, when asked for (`gateway.ingress`): the web
+//! storefront at `/`, the REST API at `/api`. It keeps the name it had when
+//! it led to the gateway alone (`<name>-gateway`), so an upgrade changes it
+//! in place instead of replacing it.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Child, ChildKind, NameStr, object};
 use crate::crd::Storefront;
-use crate::names;
+use crate::names::{self, GATEWAY, WEB};
 
 pub(super) fn ingress(sf: &Storefront) -> Option<Child> {
     let spec = sf.spec.gateway.ingress.as_ref()?;
-    let name = names::child(sf.name_any_str(), "gateway");
+    let name = names::child(sf.name_any_str(), GATEWAY.name);
+    let path = |path: &str, service: &str| -> Value {
+        json!({
+            "path": path,
+            "pathType": "Prefix",
+            "backend": { "service": {
+                "name": names::child(sf.name_any_str(), service),
+                "port": { "name": "http" },
+            }},
+        })
+    };
     let mut body = json!({
         "rules": [{
             "host": spec.host,
-            "http": { "paths": [{
-                "path": "/",
-                "pathType": "Prefix",
-                "backend": { "service": { "name": name, "port": { "name": "http" } } },
-            }]},
+            "http": { "paths": [path("/api", GATEWAY.name), path("/", WEB.name)] },
         }],
     });
     if let Some(class) = &spec.class_name {
@@ -29,7 +38,7 @@ pub(super) fn ingress(sf: &Storefront) -> Option<Child> {
         sf,
         ChildKind::Ingress,
         &name,
-        "gateway",
+        GATEWAY.name,
         json!({ "spec": body }),
     ))
 }

@@ -27,9 +27,10 @@ use crate::crd::{ServiceSpec, Storefront};
 use crate::names::{self, SERVICES, ServiceKind};
 
 pub use config::{
-    config_data, config_hash, database_secret_name, fingerprint, generated_jwt_secret_name,
-    kafka_bootstrap, postgres_admin_secret_name, postgres_admin_secret_owned, postgres_host,
-    redis_url, secret, topics,
+    WEB_SESSION_SECRET_KEY, config_data, config_hash, database_secret_name, fingerprint,
+    generated_jwt_secret_name, kafka_bootstrap, postgres_admin_secret_name,
+    postgres_admin_secret_owned, postgres_host, redis_url, secret, topics, web_public_url,
+    web_session_secret_name,
 };
 pub use connections::{MANAGED_POSTGRES_MAX_CONNECTIONS, database_pools, postgres_max_connections};
 pub use network_policy::OperatorPods;
@@ -262,6 +263,7 @@ fn service_spec(sf: &Storefront, service: ServiceKind) -> &ServiceSpec {
         "inventory" => &s.inventory,
         "payment" => &s.payment,
         "orders" => &s.orders,
+        "web" => &s.web,
         _ => &s.checkout,
     }
 }

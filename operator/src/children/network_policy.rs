@@ -2,7 +2,8 @@
 //!
 //! - `<name>-internal`: the services take traffic from the shop's own pods,
 //!   and `/metrics` from anywhere (scrapers);
-//! - `<name>-gateway`: the gateway's port from anywhere;
+//! - `<name>-gateway` and `<name>-web`: the gateway's and the web
+//!   storefront's port from anywhere;
 //! - `<name>-stores`: the managed PostgreSQL, Redis and Kafka take their
 //!   server port from the shop's pods only, and PostgreSQL and Kafka also
 //!   from the operator's pods, which create databases, roles and topics.
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use super::stores::{STORES, Store};
 use super::{Child, ChildKind, NameStr, object, selector_labels};
 use crate::crd::Storefront;
-use crate::names::{self, METRICS_PORT};
+use crate::names::{self, GATEWAY, METRICS_PORT, ServiceKind, WEB};
 
 /// The operator's own pods, as a NetworkPolicy peer: their namespace and
 /// the labels that select them (`POD_NAMESPACE` and `OPERATOR_POD_LABELS`,
@@ -83,22 +84,29 @@ pub(super) fn network_policies(sf: &Storefront, operator: Option<&OperatorPods>)
             ],
         }}),
     );
-    let gateway = object(
-        sf,
-        ChildKind::NetworkPolicy,
-        &names::child(name, "gateway"),
-        "gateway",
-        json!({ "spec": {
-            "podSelector": { "matchLabels": selector_labels(sf, "gateway") },
-            "policyTypes": ["Ingress"],
-            "ingress": [{ "ports": [{ "port": sf.spec.gateway.port, "protocol": "TCP" }] }],
-        }}),
-    );
+    // The two front doors: the gateway's and the web's port from anywhere
+    // (the web reaches the gateway through it too, as well as through
+    // `<name>-internal`).
+    let front_door = |service: ServiceKind, port: i32| {
+        object(
+            sf,
+            ChildKind::NetworkPolicy,
+            &names::child(name, service.name),
+            service.name,
+            json!({ "spec": {
+                "podSelector": { "matchLabels": selector_labels(sf, service.name) },
+                "policyTypes": ["Ingress"],
+                "ingress": [{ "ports": [{ "port": port, "protocol": "TCP" }] }],
+            }}),
+        )
+    };
+    let gateway = front_door(GATEWAY, sf.spec.gateway.port);
+    let web = front_door(WEB, WEB.port);
     let any_managed = sf.spec.postgres.managed.is_some()
         || sf.spec.redis.managed.is_some()
         || sf.spec.kafka.managed.is_some();
     if !any_managed {
-        return vec![internal, gateway];
+        return vec![internal, gateway, web];
     }
     let port = |store: &Store| json!({ "port": store.port, "protocol": "TCP" });
     let mut store_rules = vec![json!({
@@ -129,7 +137,7 @@ pub(super) fn network_policies(sf: &Storefront, operator: Option<&OperatorPods>)
             "ingress": store_rules,
         }}),
     );
-    vec![internal, gateway, stores]
+    vec![internal, gateway, web, stores]
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! One Service per service (for the gateway, of the requested type).
+//! One Service per service (for the gateway, of the requested type; the
+//! web's is a ClusterIP Service the Ingress or a port-forward reaches).
 
 use serde_json::json;
 
@@ -9,12 +10,12 @@ use crate::names::{self, METRICS_PORT, ServiceKind};
 pub(super) fn service_service(sf: &Storefront, service: ServiceKind) -> Child {
     let name = names::child(sf.name_any_str(), service.name);
     let port = listen_port(sf, service);
-    let port_name = if service.is_gateway() { "http" } else { "grpc" };
+    let port_name = if service.is_http() { "http" } else { "grpc" };
     let mut spec = json!({
         "selector": selector_labels(sf, service.name),
         "ports": [
             { "name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP",
-              "appProtocol": if service.is_gateway() { "http" } else { "kubernetes.io/h2c" } },
+              "appProtocol": if service.is_http() { "http" } else { "kubernetes.io/h2c" } },
             { "name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP" },
         ],
     });

@@ -97,8 +97,10 @@ fn every_service_gets_a_deployment_service_and_pdb_owned_by_the_storefront() {
             false
         );
         assert_eq!(deployment["spec"]["replicas"], 1);
-        if service.is_gateway() {
+        if service.is_http() {
             assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+            assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+            assert_eq!(container["ports"][0]["name"], "http");
         } else {
             assert_eq!(container["readinessProbe"]["grpc"]["port"], service.port);
         }
@@ -116,25 +118,179 @@ fn every_service_gets_a_deployment_service_and_pdb_owned_by_the_storefront() {
 fn each_deployment_reads_only_its_own_database_secret() {
     let children = desired(&external(), &inputs(), None);
     for service in SERVICES {
-        let deployment = find(
-            &children,
-            ChildKind::Deployment,
-            &format!("shop-{}", service.name),
-        );
-        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let secrets: Vec<&str> = env
+        let secrets: Vec<String> = env(&children, service.name)
             .iter()
             .filter_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str())
+            .map(str::to_owned)
             .collect();
         if service.is_gateway() {
             assert_eq!(secrets, ["shop-jwt"]);
+        } else if service.is_web() {
+            // Without the development sign-in the web signs no tokens.
+            assert_eq!(secrets, ["shop-web-session"]);
         } else {
             assert_eq!(secrets, [format!("shop-{}-db", service.name)]);
         }
     }
+}
+
+/// The `env` of a service's container.
+fn env(children: &[Child], service: &str) -> Vec<Value> {
+    find(children, ChildKind::Deployment, &format!("shop-{service}"))["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A variable of a service's `env`: its value, or where it comes from.
+fn env_var(children: &[Child], service: &str, name: &str) -> Option<Value> {
+    env(children, service)
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .map(|e| {
+            e.get("value")
+                .cloned()
+                .unwrap_or_else(|| e["valueFrom"].clone())
+        })
+}
+
+fn oidc() -> crate::crd::OidcSpec {
+    crate::crd::OidcSpec {
+        issuer: "https://id.example.com/realms/shop".into(),
+        client_id: "storefront".into(),
+        client_secret_ref: Some(crate::crd::SecretKeyRef {
+            name: "oidc-client".into(),
+            key: "secret".into(),
+        }),
+        scopes: vec!["openid".into(), "email".into()],
+        provider_name: Some("Example ID".into()),
+    }
+}
+
+#[test]
+fn the_web_is_off_the_sign_ins_until_the_spec_turns_them_on() {
+    let sf = external();
+    let children = desired(&sf, &inputs(), None);
+    let data = config_data(&sf);
+    assert_eq!(data["WEB_LISTEN"], "0.0.0.0:8081");
+    assert_eq!(data["WEB_GATEWAY_URL"], "http://shop-gateway.team.svc:8080");
+    assert_eq!(data["WEB_DEV_SIGN_IN"], "false");
+    assert!(data.keys().all(|k| !k.starts_with("WEB_OIDC_")));
+    assert!(!data.contains_key("WEB_PUBLIC_URL"));
+    assert_eq!(env_var(&children, "web", "JWT_SECRET"), None);
+    assert_eq!(
+        env_var(&children, "web", "WEB_SESSION_KEY"),
+        Some(json!({ "secretKeyRef": { "name": "shop-web-session", "key": "key" } }))
+    );
+    assert_eq!(env_var(&children, "gateway", "OIDC_ISSUER"), None);
+    let container = &find(&children, ChildKind::Deployment, "shop-web")["spec"]["template"]["spec"]
+        ["containers"][0];
+    assert_eq!(container["args"], json!(["web"]));
+    assert_eq!(container["ports"][0]["containerPort"], 8081);
+
+    // The development sign-in signs with the gateway's JWT secret.
+    let mut dev = external();
+    dev.spec.web.sign_in.dev = true;
+    let children = desired(&dev, &inputs(), None);
+    assert_eq!(config_data(&dev)["WEB_DEV_SIGN_IN"], "true");
+    assert_eq!(
+        env_var(&children, "web", "JWT_SECRET"),
+        Some(json!({ "secretKeyRef": { "name": "shop-jwt", "key": "secret" } }))
+    );
+
+    // OIDC: the web's client, and the gateway trusting its ID tokens.
+    let mut sso = external();
+    sso.spec.web.public_url = Some("https://shop.example.com/".into());
+    sso.spec.web.sign_in.oidc = Some(oidc());
+    let children = desired(&sso, &inputs(), None);
+    let data = config_data(&sso);
+    assert_eq!(data["WEB_PUBLIC_URL"], "https://shop.example.com");
+    assert_eq!(
+        data["WEB_OIDC_ISSUER"],
+        "https://id.example.com/realms/shop"
+    );
+    assert_eq!(data["WEB_OIDC_CLIENT_ID"], "storefront");
+    assert_eq!(data["WEB_OIDC_SCOPES"], "openid email");
+    assert_eq!(data["WEB_OIDC_PROVIDER_NAME"], "Example ID");
+    assert_eq!(
+        env_var(&children, "web", "WEB_OIDC_CLIENT_SECRET"),
+        Some(json!({ "secretKeyRef": { "name": "oidc-client", "key": "secret" } }))
+    );
+    assert_eq!(
+        env_var(&children, "gateway", "OIDC_ISSUER"),
+        Some(json!("https://id.example.com/realms/shop"))
+    );
+    assert_eq!(
+        env_var(&children, "gateway", "OIDC_AUDIENCE"),
+        Some(json!("storefront"))
+    );
+    assert_eq!(env_var(&children, "cart", "OIDC_ISSUER"), None);
+}
+
+#[test]
+fn the_shop_s_public_url_defaults_to_its_ingress() {
+    let mut sf = external();
+    sf.spec.gateway.ingress = Some(crate::crd::IngressSpec {
+        host: "shop.example.com".into(),
+        class_name: None,
+        tls_secret_name: None,
+    });
+    assert_eq!(
+        web_public_url(&sf).as_deref(),
+        Some("http://shop.example.com")
+    );
+    if let Some(ingress) = sf.spec.gateway.ingress.as_mut() {
+        ingress.tls_secret_name = Some("shop-tls".into());
+    }
+    assert_eq!(
+        web_public_url(&sf).as_deref(),
+        Some("https://shop.example.com")
+    );
+    sf.spec.web.public_url = Some("https://www.example.com/shop".into());
+    assert_eq!(
+        web_public_url(&sf).as_deref(),
+        Some("https://www.example.com/shop")
+    );
+}
+
+#[test]
+fn the_ingress_leads_to_the_web_and_the_api_to_the_gateway() {
+    let mut sf = external();
+    sf.spec.gateway.ingress = Some(crate::crd::IngressSpec {
+        host: "shop.example.com".into(),
+        class_name: Some("nginx".into()),
+        tls_secret_name: Some("shop-tls".into()),
+    });
+    let children = desired(&sf, &inputs(), None);
+    let ingress = find(&children, ChildKind::Ingress, "shop-gateway");
+    let paths: Vec<(String, String, String)> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap_or_default().to_owned(),
+                p["pathType"].as_str().unwrap_or_default().to_owned(),
+                p["backend"]["service"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let prefix =
+        |path: &str, service: &str| (path.to_owned(), "Prefix".to_owned(), service.to_owned());
+    assert_eq!(
+        paths,
+        [prefix("/api", "shop-gateway"), prefix("/", "shop-web")]
+    );
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "shop-tls");
+    let web = find(&children, ChildKind::Service, "shop-web");
+    assert_eq!(web["spec"]["ports"][0]["name"], "http");
+    assert_eq!(web["spec"]["ports"][0]["port"], 8081);
+    assert!(web["spec"].get("type").is_none(), "a ClusterIP Service");
 }
 
 #[test]
@@ -153,6 +309,19 @@ fn a_secret_change_changes_only_the_hash_of_the_pods_that_read_it() {
     };
     assert_ne!(hash(&before, "gateway"), hash(&after, "gateway"));
     assert_eq!(hash(&before, "cart"), hash(&after, "cart"));
+    assert_eq!(hash(&before, "web"), hash(&after, "web"));
+    // The web's own Secrets roll the web alone.
+    let mut sso = sf.clone();
+    sso.spec.web.public_url = Some("https://shop.example.com".into());
+    sso.spec.web.sign_in.oidc = Some(oidc());
+    let sso_before = desired(&sso, &inputs(), None);
+    for secret in ["shop-web-session", "oidc-client"] {
+        let mut changed = inputs();
+        changed.fingerprints.insert(secret.into(), "rotated".into());
+        let after = desired(&sso, &changed, None);
+        assert_ne!(hash(&sso_before, "web"), hash(&after, "web"), "{secret}");
+        assert_eq!(hash(&sso_before, "gateway"), hash(&after, "gateway"));
+    }
     // A configuration change rolls every service.
     let mut traced = sf.clone();
     traced.spec.tracing = Some(crate::crd::TracingSpec {
@@ -270,7 +439,7 @@ fn managed_mode_adds_statefulsets_and_points_at_them() {
 }
 
 #[test]
-fn only_the_gateway_takes_outside_traffic() {
+fn only_the_gateway_and_the_web_take_outside_traffic() {
     let children = desired(&external(), &inputs(), None);
     let internal = find(&children, ChildKind::NetworkPolicy, "shop-internal");
     assert_eq!(
@@ -284,6 +453,13 @@ fn only_the_gateway_takes_outside_traffic() {
     );
     assert_eq!(gateway["spec"]["ingress"][0]["ports"][0]["port"], 8080);
     assert!(gateway["spec"]["ingress"][0].get("from").is_none());
+    let web = find(&children, ChildKind::NetworkPolicy, "shop-web");
+    assert_eq!(
+        web["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "web"
+    );
+    assert_eq!(web["spec"]["ingress"][0]["ports"][0]["port"], 8081);
+    assert!(web["spec"]["ingress"][0].get("from").is_none());
 }
 
 #[test]
@@ -295,6 +471,13 @@ fn every_built_object_has_the_shape_of_its_kind() {
         max_replicas: 3,
         target_cpu_utilization_percentage: 80,
     });
+    sf.spec.services.web.autoscaling = sf.spec.services.orders.autoscaling.clone();
+    sf.spec.gateway.ingress = Some(crate::crd::IngressSpec {
+        host: "shop.example.com".into(),
+        class_name: None,
+        tls_secret_name: None,
+    });
+    sf.spec.web.sign_in.oidc = Some(oidc());
     sf.spec.kafka.external = None;
     sf.spec.kafka.managed = Some(ManagedStore::default());
     for child in desired(&sf, &inputs(), None) {
@@ -405,20 +588,10 @@ fn cart_cache_keys_of_two_shops_never_meet() {
 fn pods_report_traces_as_storefront_service() {
     let children = desired(&external(), &inputs(), None);
     for service in SERVICES {
-        let deployment = find(
-            &children,
-            ChildKind::Deployment,
-            &format!("shop-{}", service.name),
+        assert_eq!(
+            env_var(&children, service.name, "OTEL_SERVICE_NAME"),
+            Some(json!(format!("storefront-{}", service.name)))
         );
-        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let name = env
-            .iter()
-            .find(|e| e["name"] == "OTEL_SERVICE_NAME")
-            .map(|e| e["value"].clone());
-        assert_eq!(name, Some(json!(format!("storefront-{}", service.name))));
     }
 }
 
@@ -462,20 +635,9 @@ fn connections(sf: &Storefront) -> (i64, i64) {
                 .as_ref()
                 .map_or(spec.replicas, |a| a.max_replicas),
         ) + 1;
-        let deployment = find(
-            &children,
-            ChildKind::Deployment,
-            &format!("shop-{}", service.name),
-        );
-        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         let key = format!("{}_DB_MAX_CONNECTIONS", service.env_prefix());
-        let pool = env
-            .iter()
-            .find(|e| e["name"] == key.as_str())
-            .and_then(|e| e["value"].as_str().and_then(|v| v.parse().ok()))
+        let pool = env_var(&children, service.name, &key)
+            .and_then(|v| v.as_str().and_then(|v| v.parse().ok()))
             .unwrap_or_else(|| default_pool(service.name));
         assert!(pool >= 2, "{}: a pool of {pool}", service.name);
         wanted += pods * pool;
@@ -736,4 +898,8 @@ fn the_stores_take_the_shop_s_pods_and_the_operator_and_nobody_else() {
         METRICS_PORT
     ));
     assert!(admitted(&children, &stranger_there, &shop("gateway"), 8080));
+    // The web: browsers from anywhere; it calls the gateway.
+    assert!(admitted(&children, &stranger_there, &shop("web"), 8081));
+    assert!(admitted(&children, &shop("web"), &shop("gateway"), 8080));
+    assert!(!admitted(&children, &stranger_here, &shop("web"), 50052));
 }

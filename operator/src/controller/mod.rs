@@ -524,6 +524,11 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
         names::child(&name, "gateway"),
         sf.spec.gateway.port
     ));
+    status.web_address = Some(format!(
+        "{}.{ns}.svc:{}",
+        names::child(&name, names::WEB.name),
+        names::WEB.port
+    ));
     status.observed_generation = generation;
 
     // Events: every flip of a condition, and a first verdict only when it

@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 use sqlx::postgres::PgSslMode;
 
 use crate::children::{self, SecretInputs, fingerprint};
-use crate::crd::Storefront;
+use crate::crd::{SecretKeyRef, Storefront};
 use crate::names::{self, SERVICES};
 use crate::postgres::{self, Database};
 
@@ -72,8 +72,83 @@ async fn ensure_secret(
     Ok(())
 }
 
-/// The Secrets: per-service database credentials and the JWT secret
-/// (generated once, then kept), the admin credentials of a managed
+/// A Secret of one random value (a signing key) the operator generates.
+struct Generated<'a> {
+    name: &'a str,
+    key: &'a str,
+    component: &'a str,
+}
+
+/// Generates a signing key once (64 characters) and keeps it; notes its
+/// fingerprint for the pods that read it.
+async fn generate_key(
+    ctx: &Context,
+    sf: &Storefront,
+    wanted: Generated<'_>,
+    existing: Option<Stored>,
+    inputs: &mut SecretInputs,
+    created: &mut Vec<String>,
+) -> Result<(), Error> {
+    let value = existing
+        .as_ref()
+        .and_then(|d| d.data.get(wanted.key).cloned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                postgres::generate_password(),
+                postgres::generate_password()
+            )
+        });
+    let data = BTreeMap::from([(wanted.key.to_owned(), value)]);
+    let secret = Wanted {
+        name: wanted.name,
+        component: wanted.component,
+        data: &data,
+        owned: true,
+    };
+    ensure_secret(ctx, sf, secret, existing.as_ref(), created).await?;
+    inputs
+        .fingerprints
+        .insert(wanted.name.to_owned(), fingerprint(&data));
+    Ok(())
+}
+
+/// Notes the fingerprint of a key of a Secret the spec names (so that its
+/// change rolls the pods that read it), or warns (`reason`) that it is not
+/// there: the pods then wait for it.
+async fn referenced(
+    ctx: &Context,
+    sf: &Storefront,
+    inputs: &mut SecretInputs,
+    reference: &SecretKeyRef,
+    data: Option<Stored>,
+    reason: &str,
+) {
+    match data.as_ref().and_then(|d| d.data.get(&reference.key)) {
+        Some(value) => {
+            // Two references may name keys of one Secret: both count.
+            let before = inputs.fingerprints.get(&reference.name).cloned();
+            inputs.fingerprints.insert(
+                reference.name.clone(),
+                fingerprint(&(before, &reference.key, value)),
+            );
+        }
+        None => {
+            publish(
+                ctx,
+                sf,
+                EventType::Warning,
+                reason,
+                format!("Secret {} has no key {}", reference.name, reference.key),
+            )
+            .await;
+        }
+    }
+}
+
+/// The Secrets: per-service database credentials, the JWT secret and the
+/// web's session key (generated once, then kept), the admin credentials of a managed
 /// PostgreSQL. Returns what the builders need, the databases to provision
 /// and, when the external admin Secret is missing, why not.
 pub(super) async fn secrets(
@@ -201,57 +276,45 @@ pub(super) async fn secrets(
         databases.push(db);
     }
 
-    // The gateway's JWT secret.
+    // The gateway's JWT secret: the one the spec names, or one generated.
     match &sf.spec.gateway.jwt_secret_ref {
         Some(reference) => {
             let data = read_secret(reference.name.clone()).await?;
-            match data.as_ref().and_then(|d| d.data.get(&reference.key)) {
-                Some(value) => {
-                    inputs.fingerprints.insert(
-                        reference.name.clone(),
-                        fingerprint(&BTreeMap::from([(reference.key.clone(), value.clone())])),
-                    );
-                }
-                None => {
-                    publish(
-                        ctx,
-                        sf,
-                        EventType::Warning,
-                        "JwtSecretMissing",
-                        format!("Secret {} has no key {}", reference.name, reference.key),
-                    )
-                    .await;
-                }
-            }
+            referenced(ctx, sf, &mut inputs, reference, data, "JwtSecretMissing").await;
             inputs.jwt = (reference.name.clone(), reference.key.clone());
         }
         None => {
             let secret_name = children::generated_jwt_secret_name(sf);
             let existing = read_secret(secret_name.clone()).await?;
-            let value = existing
-                .as_ref()
-                .and_then(|d| d.data.get("secret").cloned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| {
-                    format!(
-                        "{}{}",
-                        postgres::generate_password(),
-                        postgres::generate_password()
-                    )
-                });
-            let data = BTreeMap::from([("secret".to_owned(), value)]);
-            let wanted = Wanted {
+            let wanted = Generated {
                 name: &secret_name,
+                key: "secret",
                 component: "gateway",
-                data: &data,
-                owned: true,
             };
-            ensure_secret(ctx, sf, wanted, existing.as_ref(), &mut created).await?;
-            inputs
-                .fingerprints
-                .insert(secret_name.clone(), fingerprint(&data));
+            generate_key(ctx, sf, wanted, existing, &mut inputs, &mut created).await?;
             inputs.jwt = (secret_name, "secret".to_owned());
         }
+    }
+    // The web's session key, and the OIDC client secret it is given.
+    let session_name = children::web_session_secret_name(sf);
+    let existing = read_secret(session_name.clone()).await?;
+    let wanted = Generated {
+        name: &session_name,
+        key: children::WEB_SESSION_SECRET_KEY,
+        component: names::WEB.name,
+    };
+    generate_key(ctx, sf, wanted, existing, &mut inputs, &mut created).await?;
+    let client_secret = sf
+        .spec
+        .web
+        .sign_in
+        .oidc
+        .as_ref()
+        .and_then(|o| o.client_secret_ref.as_ref());
+    if let Some(reference) = client_secret {
+        let data = read_secret(reference.name.clone()).await?;
+        let reason = "OidcClientSecretMissing";
+        referenced(ctx, sf, &mut inputs, reference, data, reason).await;
     }
     if !created.is_empty() {
         publish(
