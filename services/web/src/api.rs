@@ -381,6 +381,17 @@ impl Gateway {
 }
 
 fn transport(error: reqwest::Error) -> ApiError {
+    if error.is_builder() {
+        // What the visitor sent cannot even be put into a request (a control
+        // character in a header's value): theirs to fix, not the gateway's fault.
+        return ApiError::Problem {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request".to_owned(),
+            detail: "The form held characters the shop cannot take.".to_owned(),
+            reason: None,
+            retry_after: None,
+        };
+    }
     if error.is_timeout() {
         ApiError::Timeout
     } else {

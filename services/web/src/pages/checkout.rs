@@ -104,10 +104,18 @@ pub async fn place(
     let refused = if !missing.is_empty() {
         format!("Enter your {}.", missing.join(", "))
     } else {
+        // The page's form carries a UUID; anything else was not made by it.
         let key = if form.idempotency_key.is_empty() {
             uuid::Uuid::new_v4().to_string()
-        } else {
+        } else if form.idempotency_key.len() <= 255
+            && form.idempotency_key.bytes().all(|b| b.is_ascii_graphic())
+        {
             form.idempotency_key.clone()
+        } else {
+            return Err(PageError::BadRequest(
+                "This checkout form was altered; reload the checkout page and try again."
+                    .to_owned(),
+            ));
         };
         let method = if form.payment_method.is_empty() {
             "pm_card_visa"
