@@ -2,7 +2,8 @@
 # `make bench`: builds the release binaries, starts the whole shop in one
 # `storefront all` process on fresh bench databases and its own Kafka topics,
 # gives the catalog ample stock, and drives it through the REST gateway with
-# `storefront-bench` (GET /products, cart add+get, checkout with payment
+# `storefront-bench` (GET /products and the web storefront's catalog page beside
+# it, cart add+get, checkout with payment
 # latency 0, checkout->order lag, peak RSS, pgbench as the machine's
 # reference). The report is printed and written to bench/results/latest.json.
 set -euo pipefail
@@ -35,7 +36,8 @@ export JWT_SECRET="bench-secret-$run"
 export LOG_LEVEL="${LOG_LEVEL:-warn}" METRICS_LISTEN="127.0.0.1:19464"
 export GATEWAY_LISTEN=127.0.0.1:18080 PRODUCT_LISTEN=127.0.0.1:15051 CART_LISTEN=127.0.0.1:15052
 export INVENTORY_LISTEN=127.0.0.1:15053 PAYMENT_LISTEN=127.0.0.1:15054 ORDERS_LISTEN=127.0.0.1:15055
-export CHECKOUT_LISTEN=127.0.0.1:15056
+export CHECKOUT_LISTEN=127.0.0.1:15056 WEB_LISTEN=127.0.0.1:18081
+export WEB_GATEWAY_URL=http://$GATEWAY_LISTEN
 export GATEWAY_PRODUCT_URL=http://$PRODUCT_LISTEN GATEWAY_CART_URL=http://$CART_LISTEN
 export GATEWAY_CHECKOUT_URL=http://$CHECKOUT_LISTEN GATEWAY_ORDERS_URL=http://$ORDERS_LISTEN
 export CART_PRODUCT_URL=http://$PRODUCT_LISTEN CHECKOUT_CART_URL=http://$CART_LISTEN
@@ -76,7 +78,7 @@ start_shop() {
   "$bin" all >"$SF_LOG_DIR/$1" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 90))
-  until curl -sf -o /dev/null "http://$GATEWAY_LISTEN/readyz"; do
+  until curl -sf -o /dev/null "http://$GATEWAY_LISTEN/readyz" && curl -sf -o /dev/null "http://$WEB_LISTEN/readyz"; do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$SF_LOG_DIR/$1" >&2; exit 1; }
     ((SECONDS < deadline)) || { echo "ERROR: shop not ready" >&2; exit 1; }
     sleep 0.5
@@ -96,7 +98,7 @@ PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d bench_inv
   "UPDATE stock SET on_hand = 100000000" >/dev/null
 
 out="${BENCH_OUT:-bench/results/latest.json}"
-"$bench" --gateway "http://$GATEWAY_LISTEN" --pid "$pid" \
+"$bench" --gateway "http://$GATEWAY_LISTEN" --web "http://$WEB_LISTEN" --pid "$pid" \
   --checkout-database-url "$pg/bench_checkout" --orders-database-url "$pg/bench_orders" \
   --pgbench-url "$pg/bench_pgbench" --out "$out" "$@"
 stop_shop

@@ -26,6 +26,9 @@ struct Args {
     /// The gateway's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     gateway: String,
+    /// The web storefront's base URL (the catalog_page phase).
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    web: String,
     /// The gateway's HS256 secret, to mint user tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -39,7 +42,11 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     checkout_concurrency: usize,
     /// Phases to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "products,cart,checkout")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "products,catalog_page,cart,checkout"
+    )]
     phases: Vec<String>,
     /// Processes whose peak resident memory is reported (the shop's).
     #[arg(long = "pid")]
@@ -130,6 +137,7 @@ impl Recorder {
 struct Shop {
     http: reqwest::Client,
     base: String,
+    web: String,
     secret: String,
 }
 
@@ -231,6 +239,40 @@ async fn products(_: usize, _: u64, shop: Arc<Shop>) -> Outcome {
         }
         Err(_) => (0, false, None),
     }
+}
+
+/// The web storefront's catalog page (HTML), as a first-time visitor gets it.
+async fn catalog_page(_: usize, _: u64, shop: Arc<Shop>) -> Outcome {
+    match shop.http.get(format!("{}/", shop.web)).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let page = response.text().await.unwrap_or_default();
+            (status, status == 200 && page.contains("Laptop"), None)
+        }
+        Err(_) => (0, false, None),
+    }
+}
+
+/// The catalog page beside the API's GET /products of the same run: the
+/// ratio of their throughputs and the page's p99, against the targets.
+fn page_vs_api(phases: &[Value]) -> Value {
+    let find = |name: &str| phases.iter().find(|p| p["phase"] == name);
+    let (Some(api), Some(page)) = (find("products"), find("catalog_page")) else {
+        return Value::Null;
+    };
+    let rate = |p: &Value| p["throughput_per_s"].as_f64().unwrap_or(0.0);
+    let ratio = if rate(api) > 0.0 { rate(page) / rate(api) } else { 0.0 };
+    let p99 = page["latency_ms"]["p99"].as_f64().unwrap_or(f64::INFINITY);
+    println!(
+        "catalog page vs GET /products: {ratio:.2} of the API's throughput (target >= 0.50), page p99 {p99:.1} ms (target <= 50 ms)"
+    );
+    json!({
+        "ratio": ratio,
+        "ratio_target": 0.5,
+        "page_p99_ms": p99,
+        "page_p99_target_ms": 50.0,
+        "met": ratio >= 0.5 && p99 <= 50.0,
+    })
 }
 
 /// One cart add followed by one cart read, for a user per client.
@@ -403,6 +445,7 @@ async fn main() -> anyhow::Result<()> {
     let shop = Arc::new(Shop {
         http,
         base: args.gateway.trim_end_matches('/').to_owned(),
+        web: args.web.trim_end_matches('/').to_owned(),
         secret: args.jwt_secret.clone(),
     });
     if SHOP.set(shop).is_err() {
@@ -413,6 +456,9 @@ async fn main() -> anyhow::Result<()> {
     for name in &args.phases {
         let report = match name.as_str() {
             "products" => phase("products", args.concurrency, args.duration, products).await?,
+            "catalog_page" => {
+                phase("catalog_page", args.concurrency, args.duration, catalog_page).await?
+            }
             "cart" => phase("cart", args.concurrency, args.duration, cart).await?,
             "checkout" => {
                 let mut report = phase(
@@ -429,11 +475,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 report
             }
-            other => bail!("unknown phase {other:?} (products, cart, checkout)"),
+            other => bail!("unknown phase {other:?} (products, catalog_page, cart, checkout)"),
         };
         phases.push(report);
     }
 
+    let catalog_page_vs_api = page_vs_api(&phases);
     let rss = peak_rss_kib(&args.pids);
     let total_mib = rss.values().sum::<u64>() as f64 / 1024.0;
     println!(
@@ -449,6 +496,7 @@ async fn main() -> anyhow::Result<()> {
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         "settings": { "duration_s": args.duration.as_secs_f64(), "concurrency": args.concurrency, "checkout_concurrency": args.checkout_concurrency },
         "phases": phases,
+        "catalog_page_vs_api": catalog_page_vs_api,
         "peak_rss_mib": { "total": total_mib, "per_pid_kib": rss },
         "pgbench": pgbench,
     });
