@@ -39,6 +39,12 @@ export INVENTORY_LISTEN="${INVENTORY_LISTEN:-127.0.0.1:50053}"
 export PAYMENT_LISTEN="${PAYMENT_LISTEN:-127.0.0.1:50054}"
 export ORDERS_LISTEN="${ORDERS_LISTEN:-127.0.0.1:50055}"
 export CHECKOUT_LISTEN="${CHECKOUT_LISTEN:-127.0.0.1:50056}"
+export WEB_LISTEN="${WEB_LISTEN:-127.0.0.1:8081}"
+export WEB_PUBLIC_URL="${WEB_PUBLIC_URL:-http://$WEB_LISTEN}"
+# The development sign-in (a name, no password) is on here, never in the charts.
+export WEB_DEV_SIGN_IN="${WEB_DEV_SIGN_IN:-true}"
+# The web passes its visitors' addresses on to the gateway's rate limits.
+export GATEWAY_TRUSTED_PROXIES="${GATEWAY_TRUSTED_PROXIES:-127.0.0.1}"
 export PRODUCT_DATABASE_URL="${PRODUCT_DATABASE_URL:-sqlite://$STOREFRONT_DATA_DIR/product.db?mode=rwc}"
 export CART_DATABASE_URL="${CART_DATABASE_URL:-$pg/cart}"
 export INVENTORY_DATABASE_URL="${INVENTORY_DATABASE_URL:-$pg/inventory}"
@@ -65,8 +71,9 @@ pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
 
 gateway="http://$GATEWAY_LISTEN"
+shop="$WEB_PUBLIC_URL"
 deadline=$((SECONDS + 90))
-until curl -sf -o /dev/null "$gateway/readyz"; do
+until curl -sf -o /dev/null "$gateway/readyz" && curl -sf -o /dev/null "http://$WEB_LISTEN/readyz"; do
   if ! kill -0 "$pid" 2>/dev/null; then
     wait "$pid" || true
     echo "ERROR: storefront exited during start-up (see the log above)" >&2
@@ -81,7 +88,8 @@ until curl -sf -o /dev/null "$gateway/readyz"; do
 done
 
 cat <<READY
-Storefront is up at $gateway (metrics http://$METRICS_LISTEN/metrics). Ctrl-C stops it.
+Storefront is up: open $shop/ to shop (development sign-in: type any name). Ctrl-C stops it.
+  REST API $gateway (metrics http://$METRICS_LISTEN/metrics)
   token:  TOKEN=\$(JWT_SECRET='$JWT_SECRET' $bin token --user alice)
   browse: curl -s $gateway/api/v1/products
   cart:   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"product_id":1,"quantity":1}' $gateway/api/v1/cart/items

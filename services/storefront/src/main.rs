@@ -43,6 +43,8 @@ enum Command {
     Orders(storefront_orders::Config),
     /// The checkout saga and its outbox relay (gRPC, default port 50056).
     Checkout(storefront_checkout::Config),
+    /// The web storefront a person uses (HTTP, default port 8081).
+    Web(storefront_web::Config),
     /// Every service in one process, each on its own port.
     All(Box<AllConfig>),
     /// Asks gRPC servers for their health; exits 0 when every one answers SERVING.
@@ -211,6 +213,8 @@ struct AllConfig {
     orders: storefront_orders::Config,
     #[command(flatten)]
     checkout: storefront_checkout::Config,
+    #[command(flatten)]
+    web: storefront_web::Config,
 }
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), StartError>> + Send>>;
@@ -256,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Payment(c) => vec![c.into_service()],
         Command::Orders(c) => vec![Service::new("orders", c.listen, c, orders::run)],
         Command::Checkout(c) => vec![Service::new("checkout", c.listen, c, checkout::run)],
+        Command::Web(c) => vec![Service::new("web", c.listen, c, storefront_web::run)],
         Command::All(all) => {
             let AllConfig {
                 gateway: g,
@@ -265,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
                 payment: pay,
                 orders: o,
                 checkout: ch,
+                web: w,
             } = *all;
             vec![
                 Service::new("product", p.listen, p, product::run),
@@ -274,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
                 Service::new("orders", o.listen, o, orders::run),
                 Service::new("checkout", ch.listen, ch, checkout::run),
                 Service::new("gateway", g.listen, g, gateway::run),
+                Service::new("web", w.listen, w, storefront_web::run),
             ]
         }
         Command::Healthcheck(args) => {

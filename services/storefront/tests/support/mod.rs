@@ -17,7 +17,7 @@ use storefront_proto::inventory::v1::{GetStockRequest, StockLevel};
 use storefront_runtime::kafka;
 use storefront_runtime::testing::{fresh_database, kafka_bootstrap_servers};
 
-pub const SERVICES: [&str; 7] = [
+pub const SERVICES: [&str; 8] = [
     "product",
     "inventory",
     "payment",
@@ -25,6 +25,7 @@ pub const SERVICES: [&str; 7] = [
     "orders",
     "checkout",
     "gateway",
+    "web",
 ];
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 
@@ -89,6 +90,8 @@ impl Response {
 
 pub struct Shop {
     pub base: String,
+    /// The web storefront's address (`http://127.0.0.1:<port>`).
+    pub web_base: String,
     pub http: reqwest::Client,
     pub checkout_topic: String,
     pub order_topic: String,
@@ -259,6 +262,24 @@ impl Shop {
                 &url("orders"),
                 "--jwt-secret",
                 SECRET,
+                // The web passes on its visitors' addresses.
+                "--gateway-trusted-proxies",
+                "127.0.0.1",
+            ]),
+        );
+        args.insert(
+            "web",
+            strings(&[
+                "web",
+                "--web-listen",
+                &addrs["web"].to_string(),
+                "--web-gateway-url",
+                &url("gateway"),
+                "--web-public-url",
+                &url("web"),
+                "--web-dev-sign-in",
+                "--web-jwt-secret",
+                SECRET,
             ]),
         );
         for (service, extra) in &options.extra {
@@ -268,6 +289,7 @@ impl Shop {
         }
         let mut shop = Shop {
             base: url("gateway"),
+            web_base: url("web"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -388,8 +410,12 @@ impl Shop {
                     self.log_tail(service)
                 );
             }
-            let ready = self.http.get(format!("{}/readyz", self.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            let mut ready = true;
+            for base in [&self.base, &self.web_base] {
+                let answer = self.http.get(format!("{base}/readyz")).send().await;
+                ready &= answer.is_ok_and(|r| r.status() == StatusCode::OK);
+            }
+            if ready {
                 return;
             }
             assert!(
