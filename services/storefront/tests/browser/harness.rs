@@ -402,6 +402,14 @@ impl Window {
         }
     }
 
+    /// The current URL's query parameter `name`, decoded.
+    pub async fn query(&self, name: &str) -> Option<String> {
+        let url = self.ok("read the URL", self.client.current_url().await);
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
     /// Saves a picture of the page as `<NN>-<label>-<page>.png`, the page
     /// named after the URL's path.
     pub async fn picture(&self) {
