@@ -18,7 +18,7 @@ mod selftest;
 mod steps;
 
 use harness::{Browser, Js, Window};
-use steps::{DECLINED, PRODUCTS, VISA, add_to_cart, cart_line, place_order, sign_in};
+use steps::{DECLINED, PRODUCTS, VISA, add_to_cart, cart_line, check_page, place_order, sign_in};
 use support::{Options, Shop};
 
 /// A shop (with its web service) and a browser for one test.
@@ -53,12 +53,12 @@ async fn anonymous_browsing_and_add_to_cart_asks_to_sign_in() {
                 );
             }
             assert!(w.text("header").await.contains("Sign in"));
-            w.axe().await;
+            check_page(&w).await;
 
             w.click_link("Laptop").await;
             assert_eq!(w.path().await, "/products/1");
             assert_eq!(w.text("h1").await, "Laptop");
-            w.axe().await;
+            check_page(&w).await;
 
             w.click_button("Add to cart").await;
             assert!(
@@ -68,10 +68,10 @@ async fn anonymous_browsing_and_add_to_cart_asks_to_sign_in() {
             );
             assert_eq!(w.query("next").await.as_deref(), Some("/products/1"));
             assert!(w.main_text().await.contains("Development sign-in"));
-            w.axe().await;
+            check_page(&w).await;
 
             w.goto("/products/999").await;
-            w.axe().await;
+            check_page(&w).await;
         })
         .await;
     let missing = shop
@@ -90,9 +90,9 @@ async fn a_signed_in_shopper_orders_and_finds_the_order() {
         .run(async {
             let w = browser.window("ada", &shop.web_base, Js::On).await;
             sign_in(&w, "Ada").await;
-            w.axe().await;
+            check_page(&w).await;
             add_to_cart(&w, 2, 1).await;
-            w.axe().await;
+            check_page(&w).await;
             add_to_cart(&w, 3, 2).await;
 
             w.goto("/cart").await;
@@ -110,7 +110,7 @@ async fn a_signed_in_shopper_orders_and_finds_the_order() {
                 w.main_text().await
             );
             assert!(w.text("header").await.contains("Cart ("));
-            w.axe().await;
+            check_page(&w).await;
 
             place_order(&w, VISA).await;
             assert!(
@@ -123,12 +123,12 @@ async fn a_signed_in_shopper_orders_and_finds_the_order() {
                 confirmation.contains("Thank you") && confirmation.contains("$269.95"),
                 "{confirmation}"
             );
-            w.axe().await;
+            check_page(&w).await;
 
             // The order is made from a Kafka event: it shows up shortly after.
             w.goto("/orders").await;
             w.reload_until_present("main a[href^='/orders/']", 15).await;
-            w.axe().await;
+            check_page(&w).await;
             w.click("main a[href^='/orders/']").await;
             let detail = w.main_text().await;
             for part in ["Mouse", "Keyboard", "$269.95"] {
@@ -138,7 +138,7 @@ async fn a_signed_in_shopper_orders_and_finds_the_order() {
                 detail.to_lowercase().contains("confirmed"),
                 "no status: {detail}"
             );
-            w.axe().await;
+            check_page(&w).await;
 
             // The checked-out lines leave the cart (through the same event).
             w.goto("/cart").await;
@@ -163,7 +163,7 @@ async fn a_declined_card_says_why_and_keeps_the_cart() {
             );
             let summary = w.error_summary().await.unwrap_or_default();
             assert!(summary.contains("declined"), "error summary: {summary:?}");
-            w.axe().await;
+            check_page(&w).await;
             w.goto("/cart").await;
             assert!(
                 cart_line(&w, 4).await.is_some(),

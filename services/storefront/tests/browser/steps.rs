@@ -12,6 +12,44 @@ pub const PRODUCTS: [(u32, &str, &str); 5] = [
     (5, "Headphones", "$249.99"),
 ];
 
+/// What every page owes a person (CONTRACT.md): English, one `<h1>`, a
+/// `<main id="main">` that a skip link leads to, a header with the shop's
+/// links; then axe-core finds nothing serious on it.
+pub async fn check_page(w: &Window) {
+    assert_eq!(
+        w.all("html[lang=en]").await.len(),
+        1,
+        "no lang=\"en\" on {}",
+        w.path().await
+    );
+    assert_eq!(
+        w.all("h1").await.len(),
+        1,
+        "not one <h1> on {}",
+        w.path().await
+    );
+    assert_eq!(
+        w.all("main#main").await.len(),
+        1,
+        "no <main id=\"main\"> on {}",
+        w.path().await
+    );
+    assert!(
+        !w.all("a[href='#main']").await.is_empty(),
+        "no skip link on {}",
+        w.path().await
+    );
+    let header = w.text("header").await;
+    for link in ["Catalog", "Cart", "Orders"] {
+        assert!(
+            header.contains(link),
+            "no {link} link in the header of {}: {header}",
+            w.path().await
+        );
+    }
+    w.axe().await;
+}
+
 /// Signs in with the development sign-in as `name`; the header then says so.
 pub async fn sign_in(w: &Window, name: &str) {
     w.goto("/sign-in").await;
