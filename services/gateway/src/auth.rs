@@ -277,20 +277,13 @@ fn public_key(pem: &[u8]) -> Result<PublicKey, String> {
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
         return Ok(PublicKey {
             key,
-            algorithms: &[
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
+            algorithms: oidc::RSA_ALGORITHMS,
         });
     }
     DecodingKey::from_ec_pem(pem)
         .map(|key| PublicKey {
             key,
-            algorithms: &[Algorithm::ES256, Algorithm::ES384],
+            algorithms: oidc::EC_ALGORITHMS,
         })
         .map_err(|_| "not a PEM RSA or EC public key".to_owned())
 }

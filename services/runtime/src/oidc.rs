@@ -32,18 +32,8 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// Deadline of one request to the provider.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Signature algorithms an ID token may use.
-pub const ALGORITHMS: [Algorithm; 8] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-];
-const RSA_ALGORITHMS: &[Algorithm] = &[
+/// Signature algorithms an RSA key verifies.
+pub const RSA_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -51,6 +41,13 @@ const RSA_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS384,
     Algorithm::PS512,
 ];
+/// Signature algorithms an EC key verifies (P-256, P-384).
+pub const EC_ALGORITHMS: &[Algorithm] = &[Algorithm::ES256, Algorithm::ES384];
+
+/// Whether an ID token may be signed with `alg` (never HS*, never `none`).
+fn accepted(alg: Algorithm) -> bool {
+    RSA_ALGORITHMS.contains(&alg) || EC_ALGORITHMS.contains(&alg)
+}
 
 /// What the provider's discovery document says (the fields the shop uses).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -438,7 +435,7 @@ impl Jwks {
     ) -> Result<T, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if !ALGORITHMS.contains(&header.alg) {
+        if !accepted(header.alg) {
             return Err(TokenError::Algorithm(header.alg));
         }
         let key = self.key(header.kid.as_deref(), header.alg).await?;
