@@ -1,6 +1,7 @@
 //! Who is calling: `Authorization: Bearer <JWT>` verified with the HS256
-//! secret and/or the RS256/ES256 public key, the caller's user id and roles,
-//! and [`token`], which mints HS256 tokens for development and tests.
+//! secret and/or the RS256/ES256 public key, or — for tokens of the OpenID
+//! issuer — with the issuer's published keys; the caller's user id and
+//! roles; and [`token`], which mints HS256 tokens for development and tests.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use storefront_runtime::StartError;
+use storefront_runtime::oidc::{self, Expected, Jwks};
 
 use crate::config::Config;
 use crate::problem::ApiError;
@@ -95,12 +97,20 @@ struct PublicKey {
     algorithms: &'static [Algorithm],
 }
 
+/// The OpenID issuer whose ID tokens are accepted, and its keys.
+struct OidcIssuer {
+    issuer: String,
+    audience: String,
+    jwks: Jwks,
+}
+
 /// Verifies bearer tokens against the configured keys.
 pub struct Verifier {
     secret: Option<DecodingKey>,
     public: Option<PublicKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    oidc: Option<OidcIssuer>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -110,6 +120,7 @@ impl std::fmt::Debug for Verifier {
             .field("public_key", &self.public.as_ref().map(|p| p.algorithms))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("oidc_issuer", &self.oidc.as_ref().map(|o| &o.issuer))
             .finish()
     }
 }
@@ -136,10 +147,11 @@ impl Verifier {
             }
             None => None,
         };
-        if secret.is_none() && public.is_none() {
+        let oidc = oidc_issuer(config)?;
+        if secret.is_none() && public.is_none() && oidc.is_none() {
             return Err(StartError::Config(
                 "the gateway needs a key to verify tokens: set --jwt-secret (JWT_SECRET) \
-                 and/or --jwt-public-key-file (JWT_PUBLIC_KEY_FILE)"
+                 and/or --jwt-public-key-file (JWT_PUBLIC_KEY_FILE) and/or --oidc-issuer (OIDC_ISSUER)"
                     .to_owned(),
             ));
         }
@@ -148,12 +160,45 @@ impl Verifier {
             public,
             issuer: config.jwt_issuer.clone().filter(|s| !s.is_empty()),
             audience: config.jwt_audience.clone().filter(|s| !s.is_empty()),
+            oidc,
         })
     }
 
-    /// The caller a token speaks for. Unsigned (`alg: none`) tokens, unknown
-    /// algorithms, bad signatures, and tokens without `exp` are all refused.
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// The OpenID issuer's keys, to be refreshed in the background.
+    pub fn oidc_keys(&self) -> Option<&Jwks> {
+        self.oidc.as_ref().map(|o| &o.jwks)
+    }
+
+    /// The caller a token speaks for. A token whose (unverified) `iss` names
+    /// the OpenID issuer is verified with the issuer's keys — and its `iss`,
+    /// `aud` and `exp` checked; any other with the configured secret or key.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some(oidc) = &self.oidc
+            && oidc::unverified_issuer(token)
+                .is_some_and(|iss| oidc::same_issuer(&oidc.issuer, &iss))
+        {
+            let expected = Expected {
+                issuer: &oidc.issuer,
+                audience: &oidc.audience,
+                leeway: LEEWAY_SECS,
+            };
+            let claims: Claims = oidc
+                .jwks
+                .verify(token, &expected)
+                .await
+                .map_err(|e| match e {
+                    oidc::TokenError::Expired => AuthError::Expired,
+                    other => AuthError::Invalid(other.to_string()),
+                })?;
+            return claims.caller();
+        }
+        self.verify_configured(token)
+    }
+
+    /// The caller a token signed with the configured secret or public key
+    /// speaks for. Unsigned (`alg: none`) tokens, unknown algorithms, bad
+    /// signatures, and tokens without `exp` are all refused.
+    fn verify_configured(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("malformed token: {e}")))?;
         let key = match header.alg {
@@ -201,25 +246,44 @@ impl Verifier {
     }
 }
 
+/// `--oidc-issuer` with its audience (required: without it any client's
+/// ID token of that issuer would do). Its keys are fetched later.
+fn oidc_issuer(config: &Config) -> Result<Option<OidcIssuer>, StartError> {
+    let Some(issuer) = config.oidc_issuer.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let audience = config
+        .oidc_audience
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            StartError::Config(
+                "--oidc-issuer needs --oidc-audience (OIDC_AUDIENCE): the client id its ID tokens are issued to"
+                    .to_owned(),
+            )
+        })?;
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| StartError::Config(format!("--oidc-issuer: HTTP client: {e}")))?;
+    Ok(Some(OidcIssuer {
+        issuer: issuer.to_owned(),
+        audience,
+        jwks: Jwks::for_issuer(http, issuer),
+    }))
+}
+
 /// An RSA key verifies RS256 (and its RSA siblings); an EC key ES256/ES384.
 fn public_key(pem: &[u8]) -> Result<PublicKey, String> {
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
         return Ok(PublicKey {
             key,
-            algorithms: &[
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
+            algorithms: oidc::RSA_ALGORITHMS,
         });
     }
     DecodingKey::from_ec_pem(pem)
         .map(|key| PublicKey {
             key,
-            algorithms: &[Algorithm::ES256, Algorithm::ES384],
+            algorithms: oidc::EC_ALGORITHMS,
         })
         .map_err(|_| "not a PEM RSA or EC public key".to_owned())
 }
@@ -242,7 +306,7 @@ pub async fn identify(
     let identity = match request.headers().get(AUTHORIZATION) {
         None => Identity::Anonymous,
         Some(value) => match bearer(value) {
-            Ok(token) => match verifier.verify(token) {
+            Ok(token) => match verifier.verify(token).await {
                 Ok(caller) => Identity::Caller(caller),
                 Err(error) => Identity::Refused(error),
             },
@@ -350,6 +414,7 @@ mod tests {
             public: None,
             issuer: None,
             audience: None,
+            oidc: None,
         }
     }
 
@@ -372,14 +437,15 @@ mod tests {
     #[test]
     fn a_sub_that_no_service_would_accept_is_an_invalid_token() {
         let exp = in_an_hour();
-        let long = verifier().verify(&sign(
+        let long = verifier().verify_configured(&sign(
             &serde_json::json!({"sub": "a".repeat(129), "exp": exp}),
         ));
         assert_eq!(
             long.map_err(|e| e.to_string()),
             Err("the token is not valid: sub: must be at most 128 bytes, got 129".to_owned())
         );
-        let padded = verifier().verify(&sign(&serde_json::json!({"sub": " alice", "exp": exp})));
+        let padded =
+            verifier().verify_configured(&sign(&serde_json::json!({"sub": " alice", "exp": exp})));
         assert_eq!(padded.map_err(|e| e.code()), Err("invalid_token"));
     }
 
@@ -388,14 +454,14 @@ mod tests {
         let minted = token(SECRET, "alice", true, Duration::from_secs(60));
         let caller = minted
             .map_err(|e| e.to_string())
-            .and_then(|t| verifier().verify(&t).map_err(|e| e.to_string()));
+            .and_then(|t| verifier().verify_configured(&t).map_err(|e| e.to_string()));
         assert_eq!(
             caller.map(|c| (c.user.as_str().to_owned(), c.admin)),
             Ok(("alice".to_owned(), true))
         );
         let plain = token(SECRET, "bob", false, Duration::from_secs(60))
             .map_err(|e| e.to_string())
-            .and_then(|t| verifier().verify(&t).map_err(|e| e.to_string()));
+            .and_then(|t| verifier().verify_configured(&t).map_err(|e| e.to_string()));
         assert_eq!(plain.map(|c| c.admin), Ok(false));
         assert!(token("", "bob", false, Duration::from_secs(60)).is_err());
         assert!(token(SECRET, "", false, Duration::from_secs(60)).is_err());
@@ -404,22 +470,24 @@ mod tests {
     #[test]
     fn user_id_falls_back_to_a_numeric_claim() {
         let exp = in_an_hour();
-        let numeric = verifier().verify(&sign(&serde_json::json!({"user_id": 42, "exp": exp})));
+        let numeric =
+            verifier().verify_configured(&sign(&serde_json::json!({"user_id": 42, "exp": exp})));
         assert_eq!(
             numeric.map(|c| c.user.as_str().to_owned()),
             Ok("42".to_owned())
         );
-        let text = verifier().verify(&sign(&serde_json::json!({"user_id": "42", "exp": exp})));
+        let text =
+            verifier().verify_configured(&sign(&serde_json::json!({"user_id": "42", "exp": exp})));
         assert_eq!(text.map_err(|e| e.code()), Err("invalid_token"));
-        let nobody = verifier().verify(&sign(&serde_json::json!({"exp": exp})));
+        let nobody = verifier().verify_configured(&sign(&serde_json::json!({"exp": exp})));
         assert_eq!(nobody.map_err(|e| e.code()), Err("invalid_token"));
     }
 
     #[test]
     fn exp_is_required_and_checked() {
-        let missing = verifier().verify(&sign(&serde_json::json!({"sub": "a"})));
+        let missing = verifier().verify_configured(&sign(&serde_json::json!({"sub": "a"})));
         assert_eq!(missing.map_err(|e| e.code()), Err("invalid_token"));
-        let expired = verifier().verify(&sign(
+        let expired = verifier().verify_configured(&sign(
             &serde_json::json!({"sub": "a", "exp": 1_000_000_000}),
         ));
         assert_eq!(expired, Err(AuthError::Expired));
@@ -433,15 +501,15 @@ mod tests {
         let exp = in_an_hour();
         let good =
             sign(&serde_json::json!({"sub": "a", "exp": exp, "iss": "storefront", "aud": "shop"}));
-        assert!(strict.verify(&good).is_ok());
+        assert!(strict.verify_configured(&good).is_ok());
         let wrong =
             sign(&serde_json::json!({"sub": "a", "exp": exp, "iss": "evil", "aud": "shop"}));
-        assert!(strict.verify(&wrong).is_err());
+        assert!(strict.verify_configured(&wrong).is_err());
         let none = sign(&serde_json::json!({"sub": "a", "exp": exp}));
-        assert!(strict.verify(&none).is_err());
+        assert!(strict.verify_configured(&none).is_err());
         // Without an audience configured, a token that has one is still fine.
         let with_aud = sign(&serde_json::json!({"sub": "a", "exp": exp, "aud": "x"}));
-        assert!(verifier().verify(&with_aud).is_ok());
+        assert!(verifier().verify_configured(&with_aud).is_ok());
     }
 
     #[test]

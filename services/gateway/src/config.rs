@@ -78,6 +78,19 @@ pub struct Config {
     /// When set, tokens must carry this `aud`.
     #[arg(id = "jwt-audience", long = "jwt-audience", env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// OpenID Connect issuer (`https://id.example.com/`) whose ID tokens are
+    /// accepted: a token whose `iss` is this issuer is verified with the keys
+    /// its discovery document publishes (RS256/ES256, chosen by `kid`).
+    #[arg(id = "oidc-issuer", long = "oidc-issuer", env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The `aud` the issuer's ID tokens must carry: the web's OIDC client id.
+    /// Required with --oidc-issuer.
+    #[arg(id = "oidc-audience", long = "oidc-audience", env = "OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// How often the issuer's signing keys are fetched again (a token naming
+    /// an unknown key fetches them at once, at most every 10 s).
+    #[arg(id = "oidc-jwks-refresh", long = "oidc-jwks-refresh", env = "OIDC_JWKS_REFRESH", default_value = "5m", value_parser = parse_duration)]
+    pub oidc_jwks_refresh: Duration,
     /// Sustained requests per second of one signed-in user; 0 turns the limit off.
     #[arg(
         id = "gateway-rate-limit-per-user",
@@ -196,6 +209,8 @@ mod tests {
         assert_eq!(config.checkout_timeout, Duration::from_secs(15));
         assert_eq!(config.cors_allowed_origins, vec!["*".to_owned()]);
         assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.oidc_issuer, None);
+        assert_eq!(config.oidc_jwks_refresh, Duration::from_secs(300));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The REST gateway: JSON over HTTP in front of the product, cart, checkout
-//! and orders gRPC services, with JWT authentication, per-user and per-address
+//! and orders gRPC services, with JWT authentication (a shared secret, a
+//! public key, and/or an OpenID issuer's published keys), per-user and per-address
 //! rate limits, a circuit breaker per backend, and RFC 9457 problem details
 //! for every error. The routes are listed once (`routes`), and `/openapi.json`
 //! describes them.
@@ -38,6 +39,11 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let verifier = Arc::new(auth::Verifier::new(&config)?);
+    // The issuer's keys are fetched now and then, in the background; an
+    // issuer that cannot be reached yet only delays its tokens.
+    if let Some(keys) = verifier.oidc_keys() {
+        keys.spawn_refresh(config.oidc_jwks_refresh, shutdown.clone());
+    }
     let backends = Arc::new(backends::Backends::connect(&config)?);
     let limits = Arc::new(limits::RateLimits::new(&config));
     let cors = cors(&config.cors_allowed_origins)?;

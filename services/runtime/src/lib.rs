@@ -15,6 +15,7 @@ pub mod ids;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
+pub mod oidc;
 pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
