@@ -10,6 +10,13 @@ source "$HACK_DIR/lib/infra.sh"
 cd "$STOREFRONT_ROOT"
 
 bash hack/install-build-deps.sh
+# Chromium, chromedriver and axe-core for the browser tests
+# (services/storefront/tests/browser.rs); an assignment, so set -e sees a failure.
+browser_env="$(bash hack/browser/install.sh)"
+eval "$browser_env"
+# The OpenID provider the sign-in tests run against (hack/oidc, built once).
+STOREFRONT_OIDC_PROVIDER="$(bash hack/oidc/build.sh)"
+export STOREFRONT_OIDC_PROVIDER
 bash hack/infra-up.sh
 # The Kubernetes control plane of the operator tests and its real node
 # (built once into the cache: ~10 min cold); CLUSTER_REAL_NODE=0 leaves the

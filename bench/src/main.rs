@@ -261,7 +261,11 @@ fn page_vs_api(phases: &[Value]) -> Value {
         return Value::Null;
     };
     let rate = |p: &Value| p["throughput_per_s"].as_f64().unwrap_or(0.0);
-    let ratio = if rate(api) > 0.0 { rate(page) / rate(api) } else { 0.0 };
+    let ratio = if rate(api) > 0.0 {
+        rate(page) / rate(api)
+    } else {
+        0.0
+    };
     let p99 = page["latency_ms"]["p99"].as_f64().unwrap_or(f64::INFINITY);
     println!(
         "catalog page vs GET /products: {ratio:.2} of the API's throughput (target >= 0.50), page p99 {p99:.1} ms (target <= 50 ms)"
@@ -457,7 +461,13 @@ async fn main() -> anyhow::Result<()> {
         let report = match name.as_str() {
             "products" => phase("products", args.concurrency, args.duration, products).await?,
             "catalog_page" => {
-                phase("catalog_page", args.concurrency, args.duration, catalog_page).await?
+                phase(
+                    "catalog_page",
+                    args.concurrency,
+                    args.duration,
+                    catalog_page,
+                )
+                .await?
             }
             "cart" => phase("cart", args.concurrency, args.duration, cart).await?,
             "checkout" => {

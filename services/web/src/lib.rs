@@ -53,6 +53,9 @@ pub(crate) struct OidcSignIn {
 
 type AppState = Arc<Shop>;
 
+/// How often the OpenID provider's signing keys are fetched again.
+const OIDC_KEYS_REFRESH: Duration = Duration::from_secs(300);
+
 /// Checks the configuration, then serves the shop on `listener` until
 /// `shutdown`, letting in-flight requests finish.
 pub async fn run(
@@ -61,6 +64,14 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let shop = Arc::new(Shop::new(&config).await?);
+    if let Some(oidc) = &shop.oidc {
+        // The provider's keys are also fetched at once when a token names
+        // one not seen yet; this keeps them fresh between rotations.
+        let _refresh = oidc
+            .client
+            .keys()
+            .spawn_refresh(OIDC_KEYS_REFRESH, shutdown.clone());
+    }
     let app = router(shop);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web storefront listening");

@@ -46,6 +46,8 @@ pub struct SignedIn {
     pub name: String,
     /// The ID token's `exp` (unix seconds).
     pub expires_at: u64,
+    /// The token's `roles` claim names `admin` (as the gateway reads it).
+    pub admin: bool,
 }
 
 /// Why a sign-in could not start or finish, in words a page can show (the
@@ -128,6 +130,8 @@ struct IdClaims {
     name: Option<String>,
     preferred_username: Option<String>,
     email: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
 }
 
 impl OidcClient {
@@ -261,6 +265,7 @@ impl OidcClient {
             subject: claims.sub,
             name,
             expires_at: claims.exp,
+            admin: claims.roles.iter().any(|role| role == "admin"),
         })
     }
 

@@ -393,6 +393,12 @@ impl Window {
         self.picture().await;
     }
 
+    /// The whole current URL (another site's, after a redirect there).
+    pub async fn url(&self) -> String {
+        self.ok("read the URL", self.client.current_url().await)
+            .to_string()
+    }
+
     /// The current URL's path and query, e.g. `/sign-in?next=/products/1`.
     pub async fn path(&self) -> String {
         let url = self.ok("read the URL", self.client.current_url().await);

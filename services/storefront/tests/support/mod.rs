@@ -76,6 +76,9 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
     /// Extra environment variables for every process, e.g. `OTEL_*`.
     pub env: Vec<(String, String)>,
+    /// The web's address, when a test must know it before the shop starts
+    /// (an OpenID provider registers its redirect URI); a free port otherwise.
+    pub web_listen: Option<SocketAddr>,
 }
 
 pub struct Response {
@@ -138,7 +141,13 @@ impl Shop {
             "sqlite://{}?mode=rwc",
             logs.path().join("catalog.db").display()
         );
-        let addrs: HashMap<_, _> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let addrs: HashMap<_, _> = SERVICES
+            .iter()
+            .map(|s| match (*s, options.web_listen) {
+                ("web", Some(addr)) => (*s, addr),
+                _ => (*s, free_port()),
+            })
+            .collect();
         let url = |s: &str| format!("http://{}", addrs[s]);
         let kafka = kafka_bootstrap_servers();
         let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into());

@@ -262,10 +262,9 @@ pub async fn oidc_callback(
                 error_description,
                 ..
             },
-        ) => Err(format!(
-            "The sign-in was not completed: {}.",
-            error_description.as_deref().unwrap_or(error)
-        )),
+        ) => Err(
+            crate::oidc::OidcError::from_callback(error, error_description.as_deref()).to_string(),
+        ),
         (None, _) => Err(
             "The sign-in took too long or was started in another browser. Please sign in again."
                 .to_owned(),
@@ -295,7 +294,7 @@ pub async fn oidc_callback(
                 token: signed.id_token,
                 user: signed.subject,
                 name: signed.name,
-                admin: false,
+                admin: signed.admin,
                 expires_at: signed.expires_at,
                 oidc: true,
             };
