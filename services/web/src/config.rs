@@ -40,7 +40,8 @@ pub struct Config {
         default_value_t = false,
         action = clap::ArgAction::Set,
         num_args = 0..=1,
-        default_missing_value = "true"
+        default_missing_value = "true",
+        overrides_with = "web-dev-sign-in"
     )]
     pub dev_sign_in: bool,
     /// HS256 secret the development sign-in signs tokens with: the gateway's
