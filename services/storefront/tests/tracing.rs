@@ -428,3 +428,93 @@ async fn one_checkout_is_one_trace_across_every_hop() {
             .any(|l| l.contains("\"stopped\"") && !l.contains("trace_id"))
     );
 }
+
+/// A checkout placed from the web page continues the browser's trace: the
+/// web's server span is the caller's child, its gateway call a client span,
+/// and the gateway and checkout spans hang below it in the same trace.
+#[tokio::test]
+async fn a_checkout_from_the_web_page_continues_the_browsers_trace() {
+    let (receiver, otlp) = start_receiver().await;
+    let shop = Shop::start(Options {
+        one_process: true,
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{otlp}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+            ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut browser = support::web::WebClient::new(&shop.web_base);
+    browser.sign_in("Trace Ray").await;
+    assert_eq!(
+        browser.add_to_cart(2, 1).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    let placed = browser
+        .checkout("pm_card_visa", &[("traceparent", traceparent.as_str())])
+        .await;
+    assert_eq!(placed.status, StatusCode::SEE_OTHER, "{}", placed.body);
+
+    let spans: Vec<Exported> = support::eventually("the web checkout's spans", 30, || {
+        let receiver = receiver.clone();
+        let trace_id = trace_id.clone();
+        async move {
+            let spans: Vec<Exported> = receiver
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id)
+                .cloned()
+                .collect();
+            spans
+                .iter()
+                .any(|s| s.service == "storefront-checkout" && s.kind == KIND_SERVER)
+                .then_some(spans)
+        }
+    })
+    .await;
+    let describe = || {
+        spans
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {} kind={} parent={}",
+                    s.service, s.name, s.span_id, s.kind, s.parent
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let by_id: HashMap<&str, &Exported> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let page = spans
+        .iter()
+        .find(|s| s.service == "storefront-web" && s.kind == KIND_SERVER)
+        .unwrap_or_else(|| panic!("no web server span:\n{}", describe()));
+    assert_eq!(page.parent, caller_span, "{page:?}");
+    assert_eq!(page.attr("http.route"), Some("/checkout"));
+    let gateway = spans
+        .iter()
+        .find(|s| {
+            s.service == "storefront-gateway"
+                && s.kind == KIND_SERVER
+                && s.attr("http.route") == Some("/api/v1/checkout")
+        })
+        .unwrap_or_else(|| panic!("no gateway checkout span:\n{}", describe()));
+    let call = by_id.get(gateway.parent.as_str()).unwrap_or_else(|| {
+        panic!(
+            "the gateway span's parent was not exported:\n{}",
+            describe()
+        )
+    });
+    assert_eq!(call.service, "storefront-web", "{call:?}");
+    assert_eq!(call.kind, KIND_CLIENT, "{call:?}");
+    assert_eq!(call.parent, page.span_id, "{call:?}");
+}
