@@ -60,23 +60,17 @@ pub async fn observe(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
 
-    let elapsed = started.elapsed();
-    span.record("http.response.status_code", status.as_u16());
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_server_requests_total", &labels).increment(1);
-    metrics::histogram!("http_server_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        let millis = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), millis, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), millis, "request served");
-        }
-    });
+    storefront_runtime::metrics::record_http_request(
+        storefront_runtime::metrics::HttpMetrics {
+            requests: "http_server_requests_total",
+            duration: "http_server_duration_seconds",
+        },
+        &span,
+        &method,
+        route,
+        status,
+        started.elapsed(),
+    );
     response
 }
 

@@ -63,3 +63,39 @@ pub async fn serve_router(
         .await?;
     Ok(())
 }
+
+/// The names of an HTTP server's RED metrics: its request counter and its
+/// latency histogram (labels: method, route template, status).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpMetrics {
+    pub requests: &'static str,
+    pub duration: &'static str,
+}
+
+/// Records one answered HTTP request: the metrics, the status on `span`
+/// (`http.response.status_code`), and a log line in it (a warning for a 5xx).
+pub fn record_http_request(
+    names: HttpMetrics,
+    span: &tracing::Span,
+    method: &http::Method,
+    route: String,
+    status: http::StatusCode,
+    elapsed: std::time::Duration,
+) {
+    span.record("http.response.status_code", status.as_u16());
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!(names.requests, &labels).increment(1);
+    metrics::histogram!(names.duration, &labels).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let millis = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), millis, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), millis, "request served");
+        }
+    });
+}

@@ -102,6 +102,45 @@ impl TraceService for Receiver {
     }
 }
 
+impl Receiver {
+    /// The spans of one trace received so far.
+    fn trace(&self, trace_id: &str) -> Vec<Exported> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every span of a trace, a line each, for failure messages.
+fn describe(spans: &[Exported]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {} kind={} parent={}",
+                s.service, s.name, s.span_id, s.kind, s.parent
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The environment that makes the shop export every span to `otlp`, quickly.
+fn exporting_to(otlp: SocketAddr) -> Vec<(String, String)> {
+    vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            format!("http://{otlp}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
+    ]
+}
+
 async fn start_receiver() -> (Receiver, SocketAddr) {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -142,14 +181,7 @@ async fn one_checkout_is_one_trace_across_every_hop() {
     let mut shop = Shop::start(Options {
         one_process: true,
         metrics: Some(metrics),
-        env: vec![
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-                format!("http://{otlp}"),
-            ),
-            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-            ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
-        ],
+        env: exporting_to(otlp),
         ..Options::default()
     })
     .await;
@@ -190,14 +222,7 @@ async fn one_checkout_is_one_trace_across_every_hop() {
         let receiver = receiver.clone();
         let trace_id = trace_id.clone();
         async move {
-            let spans: Vec<Exported> = receiver
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.trace_id == trace_id)
-                .cloned()
-                .collect();
+            let spans = receiver.trace(&trace_id);
             let consumers: BTreeSet<&str> = spans
                 .iter()
                 .filter(|s| s.kind == KIND_CONSUMER)
@@ -210,18 +235,7 @@ async fn one_checkout_is_one_trace_across_every_hop() {
     .await;
     let by_id: HashMap<&str, &Exported> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let parent_of = |span: &Exported| by_id.get(span.parent.as_str()).copied();
-    let describe = || {
-        spans
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {} {} kind={} parent={}",
-                    s.service, s.name, s.span_id, s.kind, s.parent
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let describe = || describe(&spans);
 
     // Every service took part in the one trace.
     let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
@@ -437,14 +451,7 @@ async fn a_checkout_from_the_web_page_continues_the_browsers_trace() {
     let (receiver, otlp) = start_receiver().await;
     let shop = Shop::start(Options {
         one_process: true,
-        env: vec![
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-                format!("http://{otlp}"),
-            ),
-            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-            ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
-        ],
+        env: exporting_to(otlp),
         ..Options::default()
     })
     .await;
@@ -466,14 +473,7 @@ async fn a_checkout_from_the_web_page_continues_the_browsers_trace() {
         let receiver = receiver.clone();
         let trace_id = trace_id.clone();
         async move {
-            let spans: Vec<Exported> = receiver
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.trace_id == trace_id)
-                .cloned()
-                .collect();
+            let spans = receiver.trace(&trace_id);
             spans
                 .iter()
                 .any(|s| s.service == "storefront-checkout" && s.kind == KIND_SERVER)
@@ -481,18 +481,7 @@ async fn a_checkout_from_the_web_page_continues_the_browsers_trace() {
         }
     })
     .await;
-    let describe = || {
-        spans
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {} {} kind={} parent={}",
-                    s.service, s.name, s.span_id, s.kind, s.parent
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let describe = || describe(&spans);
     let by_id: HashMap<&str, &Exported> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let page = spans
         .iter()

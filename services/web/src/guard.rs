@@ -42,24 +42,17 @@ pub async fn observe(request: Request, next: Next) -> Response {
     );
     storefront_runtime::telemetry::continue_trace(&span, request.headers());
     let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    let elapsed = started.elapsed();
-    metrics::counter!("web_requests_total", &labels).increment(1);
-    metrics::histogram!("web_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        let millis = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), millis, "page failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), millis, "page served");
-        }
-    });
+    storefront_runtime::metrics::record_http_request(
+        storefront_runtime::metrics::HttpMetrics {
+            requests: "web_requests_total",
+            duration: "web_request_duration_seconds",
+        },
+        &span,
+        &method,
+        route,
+        response.status(),
+        started.elapsed(),
+    );
     response
 }
 
