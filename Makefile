@@ -82,7 +82,7 @@ kind-test: ## (needs Docker, kind, kubectl, helm) CI's kind path: images, charts
 kind-down: ## Delete the kind cluster
 	@bash hack/charts/kind-test.sh down
 
-cluster-demo: ## Both charts on the test cluster's real node: the operator as a pod, the managed example shop Ready, its gateway on 127.0.0.1:18080 (CLUSTER_DEMO_EXIT=1: return once it answers)
+cluster-demo: ## Both charts on the test cluster's real node: the operator as a pod, the managed example shop Ready, its pages on 127.0.0.1:18081 and its API on 127.0.0.1:18080 (CLUSTER_DEMO_EXIT=1: return once it answers)
 	@bash hack/charts/cluster-demo.sh
 
 cluster-demo-down: ## Uninstall what cluster-demo installed

@@ -34,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="storefront" \
-      org.opencontainers.image.description="Storefront: seven gRPC services and a REST gateway in one binary" \
+      org.opencontainers.image.description="Storefront: six gRPC services, a REST gateway and the web storefront in one binary" \
       org.opencontainers.image.source="https://github.com/storefront-dev/storefront" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/storefront /usr/local/bin/storefront
@@ -43,7 +43,7 @@ COPY --from=build /out/storefront /usr/local/bin/storefront
 ENV PRODUCT_DATABASE_URL="sqlite:///tmp/storefront-product.db?mode=rwc"
 USER 65532:65532
 # gateway, the six gRPC services, metrics
-EXPOSE 8080 50051 50052 50053 50054 50055 50056 9464
+EXPOSE 8080 8081 50051 50052 50053 50054 50055 50056 9464
 # Fits the default command (`all`): every gRPC server answers grpc.health.v1.
 # A container running one service overrides it (deploy/compose.yaml does;
 # Kubernetes ignores it and uses the operator's probes).

@@ -10,8 +10,9 @@
 #      into storefront-demo, with the images built here: this checkout's
 #      shop and the stores' test stand-ins (hack/images/README.md), and no
 #      tracing endpoint (the example's collector is not installed here);
-#   4. waits until the Storefront is Ready and forwards 127.0.0.1:18080 to
-#      its gateway Service, and prints how to get a token.
+#   4. waits until the Storefront is Ready, forwards 127.0.0.1:18080 to its
+#      gateway Service and 127.0.0.1:18081 to its web Service (the demo turns
+#      the development sign-in on), and prints how to shop and get a token.
 # CLUSTER_DEMO_EXIT=1 returns once the shop answers through that forward and
 # leaves everything installed. `cluster-demo.sh down` (make
 # cluster-demo-down) deletes the shop, uninstalls the operator and deletes
@@ -25,6 +26,7 @@ CLUSTER_DIR="$DATA_DIR/cluster"
 OPERATOR_NAMESPACE="${OPERATOR_NAMESPACE:-storefront-system}"
 SHOP_NAMESPACE="${SHOP_NAMESPACE:-storefront-demo}"
 DEMO_PORT="${DEMO_PORT:-18080}"
+DEMO_WEB_PORT="${DEMO_WEB_PORT:-18081}"
 READY_TIMEOUT="${READY_TIMEOUT:-300s}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
@@ -69,6 +71,7 @@ kubectl patch --local -f examples/storefront.yaml --type merge -o yaml -p '{
     "postgres": { "managed": { "image": "docker.io/storefront-test/postgres:15" } },
     "redis": { "managed": { "image": "docker.io/storefront-test/redis:7" } },
     "kafka": { "managed": { "image": "docker.io/storefront-test/kafka:4" } },
+    "web": { "publicUrl": "http://127.0.0.1:'"$DEMO_WEB_PORT"'", "signIn": { "dev": true } },
     "tracing": null
   }
 }' | kubectl -n "$SHOP_NAMESPACE" apply -f - >/dev/null
@@ -83,25 +86,30 @@ log "Storefront shop is Ready after $((SECONDS - started)) s"
 kubectl -n "$SHOP_NAMESPACE" get sf shop -o wide
 kubectl -n "$SHOP_NAMESPACE" get pods -o wide
 
-log "forwarding 127.0.0.1:$DEMO_PORT to service/shop-gateway"
+log "forwarding 127.0.0.1:$DEMO_PORT to service/shop-gateway and 127.0.0.1:$DEMO_WEB_PORT to service/shop-web"
 kubectl -n "$SHOP_NAMESPACE" port-forward --address 127.0.0.1 service/shop-gateway "$DEMO_PORT:8080" \
   >"$CLUSTER_DIR/logs/cluster-demo-port-forward.log" 2>&1 &
 forward=$!
-trap 'kill "$forward" 2>/dev/null || true' EXIT
+kubectl -n "$SHOP_NAMESPACE" port-forward --address 127.0.0.1 service/shop-web "$DEMO_WEB_PORT:8081" \
+  >"$CLUSTER_DIR/logs/cluster-demo-port-forward-web.log" 2>&1 &
+forward_web=$!
+trap 'kill "$forward" "$forward_web" 2>/dev/null || true' EXIT
 deadline=$((SECONDS + 60))
-until curl -fsS --max-time 3 "http://127.0.0.1:$DEMO_PORT/api/v1/products" >/dev/null 2>&1; do
-  if ((SECONDS >= deadline)) || ! kill -0 "$forward" 2>/dev/null; then
-    cat "$CLUSTER_DIR/logs/cluster-demo-port-forward.log" >&2
-    log "the shop does not answer through the forward"
+until curl -fsS --max-time 3 "http://127.0.0.1:$DEMO_PORT/api/v1/products" >/dev/null 2>&1 &&
+  curl -fsS --max-time 3 "http://127.0.0.1:$DEMO_WEB_PORT/" >/dev/null 2>&1; do
+  if ((SECONDS >= deadline)) || ! kill -0 "$forward" 2>/dev/null || ! kill -0 "$forward_web" 2>/dev/null; then
+    cat "$CLUSTER_DIR/logs/cluster-demo-port-forward.log" "$CLUSTER_DIR/logs/cluster-demo-port-forward-web.log" >&2
+    log "the shop does not answer through the forwards"
     exit 1
   fi
   sleep 1
 done
-log "the shop answers at http://127.0.0.1:$DEMO_PORT/api/v1/products"
+log "the shop answers at http://127.0.0.1:$DEMO_WEB_PORT/ (pages) and http://127.0.0.1:$DEMO_PORT/api/v1/products (API)"
 
 cat >&2 <<EOF
 
-The shop runs on the real node. From this machine:
+The shop runs on the real node. Open http://127.0.0.1:$DEMO_WEB_PORT/ in a browser
+(development sign-in: type any name). From this machine:
   export KUBECONFIG=$KUBECONFIG PATH=$CLUSTER_DIR/bin:\$PATH
   curl -s http://127.0.0.1:$DEMO_PORT/api/v1/products
 A token: the gateway's JWT secret is in the Secret the operator made.
@@ -115,7 +123,7 @@ A token: the gateway's JWT secret is in the Secret the operator made.
 Remove it all with: make cluster-demo-down
 EOF
 if [[ "${CLUSTER_DEMO_EXIT:-0}" == 1 ]]; then
-  log "CLUSTER_DEMO_EXIT=1: leaving the shop installed; the port-forward stops here (kubectl -n $SHOP_NAMESPACE port-forward service/shop-gateway $DEMO_PORT:8080 to start it again)"
+  log "CLUSTER_DEMO_EXIT=1: leaving the shop installed; the port-forwards stop here (kubectl -n $SHOP_NAMESPACE port-forward service/shop-web $DEMO_WEB_PORT:8081, and service/shop-gateway $DEMO_PORT:8080, to start them again)"
   exit 0
 fi
 log "forwarding until Ctrl-C"
