@@ -721,11 +721,23 @@ impl Window {
     pub async fn axe(&self) {
         self.shared.acting(&self.label);
         let violations = self.axe_violations().await;
+        let path = self.path().await;
+        let report: String = violations.iter().map(ToString::to_string).collect();
+        // Every page's result, kept beside its pictures (axe.txt).
+        let line = if violations.is_empty() {
+            format!("{path} ({}): no violations\n", self.label)
+        } else {
+            format!("{path} ({}):\n{report}", self.label)
+        };
+        let kept = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.shared.dir.join("axe.txt"))
+            .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+        assert!(kept.is_ok(), "could not write axe.txt: {kept:?}");
         if violations.is_empty() {
             return;
         }
-        let path = self.path().await;
-        let report: String = violations.iter().map(ToString::to_string).collect();
         eprintln!("axe on {path} ({}):\n{report}", self.label);
         assert!(
             !violations.iter().any(Violation::fails),
