@@ -228,3 +228,75 @@ async fn the_whole_flow_works_without_javascript() {
         })
         .await;
 }
+
+/// An administrator finds a shopper's order by its id and moves it through
+/// its statuses; the page offers only the allowed next ones, and a change
+/// that is no longer allowed (another tab got there first) is explained.
+#[tokio::test]
+async fn an_administrator_moves_an_order_through_its_statuses() {
+    let (shop, browser) = shop_and_browser().await;
+    browser
+        .run(async {
+            let eve = browser.window("eve", &shop.web_base, Js::On).await;
+            sign_in(&eve, "Eve").await;
+            add_to_cart(&eve, 1, 1).await;
+            place_order(&eve, VISA).await;
+            eve.goto("/orders").await;
+            eve.reload_until_present("main a[href^='/orders/']", 15)
+                .await;
+            eve.click("main a[href^='/orders/']").await;
+            let order_page = eve.path().await;
+            // A shopper sees the status, not the controls.
+            assert!(eve.all("select#status").await.is_empty());
+
+            let ops = browser.window("ops", &shop.web_base, Js::On).await;
+            ops.goto("/sign-in").await;
+            ops.fill("Your name", "Ops").await;
+            ops.check("Sign in as an administrator").await;
+            ops.click_button("Sign in").await;
+            assert!(ops.text("header").await.contains("(administrator)"));
+            ops.goto("/orders").await;
+            check_page(&ops).await;
+            let id = order_page.trim_start_matches("/orders/").to_owned();
+            ops.fill("Order id", &id).await;
+            ops.click_button("Find").await;
+            assert_eq!(ops.path().await, order_page);
+            check_page(&ops).await;
+            let offered: Vec<String> = futures::future::join_all(
+                ops.all("select#status option")
+                    .await
+                    .iter()
+                    .map(|o| o.text()),
+            )
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+            assert_eq!(offered, ["PROCESSING", "CANCELLED"]);
+            ops.click_button("Update status").await;
+            assert_eq!(ops.text("#order-status").await, "PROCESSING");
+            check_page(&ops).await;
+
+            // Two administrators' pages show PROCESSING's choices; one ships
+            // the order, the other's cancellation then comes too late.
+            let late = browser.window("ops-2", &shop.web_base, Js::On).await;
+            late.goto("/sign-in").await;
+            late.fill("Your name", "Ops").await;
+            late.check("Sign in as an administrator").await;
+            late.click_button("Sign in").await;
+            late.goto(&order_page).await;
+            ops.goto(&order_page).await;
+            ops.click_button("Update status").await;
+            assert_eq!(ops.text("#order-status").await, "SHIPPED");
+            late.script("document.querySelector('#status').value = 'CANCELLED'; return null;")
+                .await;
+            late.click_button("Update status").await;
+            let refused = late.error_summary().await.unwrap_or_default();
+            assert!(refused.contains("not allowed"), "{refused:?}");
+            assert_eq!(late.text("#order-status").await, "SHIPPED");
+            check_page(&late).await;
+            eve.goto(&order_page).await;
+            assert_eq!(eve.text("#order-status").await, "SHIPPED");
+        })
+        .await;
+}
