@@ -38,18 +38,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
 
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        request_id = %id,
-    );
-    // An incoming W3C `traceparent` (and baggage) continues the caller's trace.
-    storefront_runtime::telemetry::continue_trace(&span, request.headers());
+    let span =
+        storefront_runtime::telemetry::http_server_span(&method, &route, &path, request.headers());
+    span.record("request_id", id.as_str());
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();

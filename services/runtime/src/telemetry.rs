@@ -493,6 +493,29 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// The server span of one HTTP request, with the semantic-convention fields
+/// (`http.response.status_code` and `request_id` recorded later), continuing
+/// the caller's trace when the headers carry one.
+pub fn http_server_span(
+    method: &http::Method,
+    route: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+    );
+    continue_trace(&span, headers);
+    span
+}
+
 /// The trace context and baggage that event headers carry.
 pub fn context_from_headers(headers: &BTreeMap<String, String>) -> Context {
     let headers: std::collections::HashMap<String, String> = headers

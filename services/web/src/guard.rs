@@ -31,16 +31,12 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %request.uri().path(),
-        http.response.status_code = tracing::field::Empty,
+    let span = storefront_runtime::telemetry::http_server_span(
+        &method,
+        &route,
+        request.uri().path(),
+        request.headers(),
     );
-    storefront_runtime::telemetry::continue_trace(&span, request.headers());
     let response = next.run(request).instrument(span.clone()).await;
     storefront_runtime::metrics::record_http_request(
         storefront_runtime::metrics::HttpMetrics {
