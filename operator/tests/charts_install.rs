@@ -139,8 +139,10 @@ async fn install(
         "events of {identity}: {ours:?}"
     );
     let log = operator.log();
+    // kube reports a refusal as `reason: "Forbidden", code: 403`; a bare
+    // "403" would also match a log line's timestamp (…19.140318Z).
     assert!(
-        !log.contains("403") && !log.to_ascii_lowercase().contains("forbidden"),
+        !log.contains("code: 403") && !log.to_ascii_lowercase().contains("forbidden"),
         "the operator was refused something:\n{log}"
     );
     Installed {
