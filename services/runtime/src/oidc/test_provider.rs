@@ -96,7 +96,14 @@ impl TestProvider {
 
     async fn start_on(addr: SocketAddr, client: Client) -> Self {
         let issuer = format!("http://{addr}/");
-        let log = std::env::temp_dir().join(format!("storefront-oidc-{}.log", addr.port()));
+        // One log per start: a restart's old handle removes only its own.
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!(
+            "storefront-oidc-{}-{}-{start}.log",
+            std::process::id(),
+            addr.port()
+        ));
         let log_file = std::fs::File::create(&log).expect("provider log file");
         let mut command = Command::new(binary());
         command
@@ -313,6 +320,10 @@ impl TestProvider {
 impl Drop for TestProvider {
     fn drop(&mut self) {
         self.stop();
+        // The log is kept only when a test fails, to be read.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
