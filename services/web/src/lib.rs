@@ -35,7 +35,8 @@ pub(crate) struct Shop {
     dev_sign_in: Option<DevSignIn>,
     oidc: Option<OidcSignIn>,
     public_url: Option<String>,
-    csp: String,
+    /// The Content-Security-Policy of every answer, made once at start.
+    csp: http::HeaderValue,
 }
 
 /// The development sign-in: tokens the shop signs itself (HS256, the
@@ -158,6 +159,13 @@ impl Shop {
             "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; \
              form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
         );
+        // Never serve a page without its policy: a value that cannot be a
+        // header (an odd issuer URL) stops the start instead.
+        let csp = http::HeaderValue::from_str(&csp).map_err(|_| {
+            StartError::Config(format!(
+                "the Content-Security-Policy is not a header value: {csp:?}"
+            ))
+        })?;
         Ok(Shop {
             gateway,
             cookies: CookieKey::new(config.session_key.as_deref())?,
