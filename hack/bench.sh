@@ -14,6 +14,12 @@ source "$HACK_DIR/lib/infra.sh"
 cd "$STOREFRONT_ROOT"
 
 bash hack/install-build-deps.sh
+# The GET phases' load generator (wrk, C, one thread) and taskset.
+# shellcheck source=hack/lib/common.sh
+source "$HACK_DIR/lib/common.sh"
+for pkg in wrk util-linux; do
+  sf_pkg_installed "$pkg" || sf_apt_install "$pkg" || sf_die "could not install $pkg"
+done
 bash hack/infra-up.sh
 echo "==> building release binaries" >&2
 cargo build --release -p storefront -p storefront-bench -p storefront-operator
@@ -63,9 +69,10 @@ export PAYMENT_LATENCY=0ms PAYMENT_FAILURE_RATE=0
 
 pid=""
 sink_pid=""
+reference_pid=""
 cleanup() {
   local p
-  for p in "$pid" "$sink_pid"; do
+  for p in "$pid" "$sink_pid" "$reference_pid"; do
     if [[ -n "$p" ]]; then
       kill -TERM "$p" 2>/dev/null || true
       wait "$p" 2>/dev/null || true
@@ -97,11 +104,24 @@ start_shop bench-shop.log
 PGPASSWORD=storefront psql -h 127.0.0.1 -p "$PG_PORT" -U storefront -d bench_inventory -qc \
   "UPDATE stock SET on_hand = 100000000" >/dev/null
 
+# The bare axum reference for GET /products, measured beside the gateway.
+reference_addr=127.0.0.1:18090
+"$bench" --reference-server "$reference_addr" >"$SF_LOG_DIR/bench-reference.log" 2>&1 &
+reference_pid=$!
+until curl -sf -o /dev/null "http://$reference_addr/api/v1/products"; do
+  kill -0 "$reference_pid" 2>/dev/null || { cat "$SF_LOG_DIR/bench-reference.log" >&2; exit 1; }
+  sleep 0.2
+done
+
 out="${BENCH_OUT:-bench/results/latest.json}"
 "$bench" --gateway "http://$GATEWAY_LISTEN" --web "http://$WEB_LISTEN" --pid "$pid" \
+  --reference "http://$reference_addr" --reference-pid "$reference_pid" \
   --checkout-database-url "$pg/bench_checkout" --orders-database-url "$pg/bench_orders" \
   --pgbench-url "$pg/bench_pgbench" --out "$out" "$@"
 stop_shop
+kill -TERM "$reference_pid" 2>/dev/null || true
+wait "$reference_pid" 2>/dev/null || true
+reference_pid=""
 
 # Tracing on vs off: BENCH_TRACING_ROUNDS (3) rounds, each a fresh shop
 # process with nothing exported and then one exporting every span (OTLP/gRPC,

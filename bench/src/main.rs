@@ -5,7 +5,9 @@
 //! processes, and, as this machine's reference, pgbench on the same
 //! PostgreSQL. It prints a summary and writes everything as JSON.
 
+mod reference;
 mod sink;
+mod wrk;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +69,20 @@ struct Args {
     /// accepts and counts spans until SIGTERM (the tracing-on run's collector).
     #[arg(long)]
     otlp_sink: Option<std::net::SocketAddr>,
+    /// Instead of a load test: the bare axum reference for GET
+    /// /api/v1/products on this address, until stopped.
+    #[arg(long)]
+    reference_server: Option<std::net::SocketAddr>,
+    /// A running reference (`--reference-server`): the products phase then
+    /// alternates the gateway and it, `--reference-rounds` times each.
+    #[arg(long)]
+    reference: Option<String>,
+    /// The reference's process, pinned like the shop's during GET phases.
+    #[arg(long)]
+    reference_pid: Option<u32>,
+    /// Rounds of gateway and reference in the products phase.
+    #[arg(long, default_value_t = 3)]
+    reference_rounds: usize,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -225,32 +241,104 @@ fn user(prefix: &str, client: usize, n: u64) -> String {
     )
 }
 
-async fn products(_: usize, _: u64, shop: Arc<Shop>) -> Outcome {
-    match shop
-        .http
-        .get(format!("{}/api/v1/products", shop.base))
-        .send()
-        .await
-    {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let ok = status == 200 && response.bytes().await.is_ok();
-            (status, ok, None)
-        }
-        Err(_) => (0, false, None),
+/// GET /api/v1/products with wrk: alone, or, with a reference, alternating
+/// the gateway and the bare axum endpoint `rounds` times each. The phase
+/// reports the gateway's median round, and `products_vs_reference` the ratio
+/// of the medians.
+async fn products_phase(args: &Args, pinning: &wrk::Pinning) -> anyhow::Result<(Value, Value)> {
+    let shop = SHOP.get().context("shop not set")?;
+    let url = format!("{}/api/v1/products", shop.base);
+    let Some(reference) = &args.reference else {
+        return Ok((
+            pinning.run("products", &url, args.concurrency, args.duration)?,
+            Value::Null,
+        ));
+    };
+    let reference_url = format!("{}/api/v1/products", reference.trim_end_matches('/'));
+    let same_body = same_products(&shop.http, &url, &reference_url).await?;
+    let (mut gateway, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..args.reference_rounds.max(1) {
+        gateway.push(pinning.run("products", &url, args.concurrency, args.duration)?);
+        bare.push(pinning.run("reference", &reference_url, args.concurrency, args.duration)?);
     }
+    let rate = |p: &Value| p["throughput_per_s"].as_f64().unwrap_or(0.0);
+    let median = |rounds: &[Value]| {
+        let mut sorted: Vec<&Value> = rounds.iter().collect();
+        sorted.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        sorted[sorted.len() / 2].clone()
+    };
+    let (g, b) = (median(&gateway), median(&bare));
+    let ratio = if rate(&b) > 0.0 {
+        rate(&g) / rate(&b)
+    } else {
+        0.0
+    };
+    println!(
+        "GET /products vs bare axum: {ratio:.2} of the reference's throughput (target >= 0.50); medians {:.0} vs {:.0} req/s",
+        rate(&g),
+        rate(&b)
+    );
+    let comparison = json!({
+        "ratio": ratio,
+        "target": 0.5,
+        "met": ratio >= 0.5,
+        "gateway_per_s": gateway.iter().map(rate).collect::<Vec<_>>(),
+        "reference_per_s": bare.iter().map(rate).collect::<Vec<_>>(),
+        "reference_median": b,
+        "same_products_json": same_body,
+        "reference": "bare axum 0.8 Router, one handler building the five seed products per request (storefront-bench --reference-server)",
+    });
+    Ok((g, comparison))
+}
+
+/// Whether the gateway and the reference answer the same products (the
+/// reference's shape and size are only fair if so); a difference is printed.
+async fn same_products(
+    http: &reqwest::Client,
+    gateway: &str,
+    reference: &str,
+) -> anyhow::Result<bool> {
+    let get = |url: &str| {
+        let request = http.get(url);
+        async move {
+            anyhow::Ok(
+                request
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json::<Value>()
+                    .await?,
+            )
+        }
+    };
+    let (a, b) = (get(gateway).await?, get(reference).await?);
+    let same = a["products"] == b["products"];
+    if !same {
+        println!("warning: the reference's products differ from the gateway's:\n{a}\n{b}");
+    }
+    Ok(same)
 }
 
 /// The web storefront's catalog page (HTML), as a first-time visitor gets it.
-async fn catalog_page(_: usize, _: u64, shop: Arc<Shop>) -> Outcome {
-    match shop.http.get(format!("{}/", shop.web)).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let page = response.text().await.unwrap_or_default();
-            (status, status == 200 && page.contains("Laptop"), None)
-        }
-        Err(_) => (0, false, None),
-    }
+async fn catalog_page(args: &Args, pinning: &wrk::Pinning) -> anyhow::Result<Value> {
+    let shop = SHOP.get().context("shop not set")?;
+    let page = shop
+        .http
+        .get(format!("{}/", shop.web))
+        .send()
+        .await?
+        .text()
+        .await?;
+    anyhow::ensure!(
+        page.contains("Laptop"),
+        "the catalog page shows no Laptop:\n{page}"
+    );
+    pinning.run(
+        "catalog_page",
+        &format!("{}/", shop.web),
+        args.concurrency,
+        args.duration,
+    )
 }
 
 /// The catalog page beside the API's GET /products of the same run: the
@@ -438,6 +526,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.otlp_sink {
         return sink::serve(addr).await;
     }
+    if let Some(addr) = args.reference_server {
+        return reference::serve(addr).await;
+    }
     RUN.store(
         chrono::Utc::now().timestamp_millis() as u64,
         Ordering::Relaxed,
@@ -456,19 +547,25 @@ async fn main() -> anyhow::Result<()> {
         bail!("shop set twice");
     }
 
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinning = wrk::Pinning::new(
+        cpus,
+        args.pids
+            .iter()
+            .copied()
+            .chain(args.reference_pid)
+            .collect(),
+    );
     let mut phases = Vec::new();
+    let mut products_vs_reference = Value::Null;
     for name in &args.phases {
         let report = match name.as_str() {
-            "products" => phase("products", args.concurrency, args.duration, products).await?,
-            "catalog_page" => {
-                phase(
-                    "catalog_page",
-                    args.concurrency,
-                    args.duration,
-                    catalog_page,
-                )
-                .await?
+            "products" => {
+                let (report, comparison) = products_phase(&args, &pinning).await?;
+                products_vs_reference = comparison;
+                report
             }
+            "catalog_page" => catalog_page(&args, &pinning).await?,
             "cart" => phase("cart", args.concurrency, args.duration, cart).await?,
             "checkout" => {
                 let mut report = phase(
@@ -503,9 +600,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let report = json!({
         "generated_at": chrono::Utc::now().to_rfc3339(),
-        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "machine": { "cpus": cpus },
+        "pinning": pinning.describe(),
         "settings": { "duration_s": args.duration.as_secs_f64(), "concurrency": args.concurrency, "checkout_concurrency": args.checkout_concurrency },
         "phases": phases,
+        "products_vs_reference": products_vs_reference,
         "catalog_page_vs_api": catalog_page_vs_api,
         "peak_rss_mib": { "total": total_mib, "per_pid_kib": rss },
         "pgbench": pgbench,

@@ -54,6 +54,11 @@ pub struct Config {
     /// Deadline of every backend call except Checkout; a slower answer gives 504.
     #[arg(id = "gateway-backend-timeout", long = "gateway-backend-timeout", env = "GATEWAY_BACKEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub backend_timeout: Duration,
+    /// How long an answer of GET /api/v1/products is reused (and browsers and
+    /// shared caches may keep it): a catalog change shows within this time.
+    /// 0s asks the product service for every request.
+    #[arg(id = "gateway-catalog-ttl", long = "gateway-catalog-ttl", env = "GATEWAY_CATALOG_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub catalog_ttl: Duration,
     /// Deadline of a Checkout call (the whole saga: reserve, charge, confirm).
     #[arg(id = "gateway-checkout-timeout", long = "gateway-checkout-timeout", env = "GATEWAY_CHECKOUT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub checkout_timeout: Duration,

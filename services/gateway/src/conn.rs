@@ -55,6 +55,7 @@ impl Listener for BoundedListener {
             stream,
             _permit: permit,
             idle: self.idle,
+            moved_at: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(self.idle)),
         };
         (connection, addr)
@@ -70,13 +71,32 @@ pub struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle: Duration,
-    /// When the connection is closed unless a byte moves before.
+    /// When a byte last moved. The timer is not moved with it (that would
+    /// touch the timer wheel on every read and write): when it fires it is
+    /// set again from here, and only a connection idle for the whole time
+    /// is closed.
+    moved_at: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Connection {
     fn moved(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.idle);
+        self.moved_at = Instant::now();
+    }
+
+    /// Whether no byte has moved for `idle`; if one has, the timer is set to
+    /// the new end of the idle time (and registered with `cx`).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let end = self.moved_at + self.idle;
+            if end <= Instant::now() {
+                return true;
+            }
+            self.deadline.as_mut().reset(end);
+        }
     }
 }
 
@@ -94,16 +114,14 @@ impl AsyncRead for Connection {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    metrics::counter!("http_server_idle_connections_closed_total").increment(1);
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client sent nothing for too long",
-                    )))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if self.idle_expired(cx) => {
+                metrics::counter!("http_server_idle_connections_closed_total").increment(1);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing for too long",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

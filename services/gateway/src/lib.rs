@@ -7,6 +7,7 @@
 
 mod auth;
 mod backends;
+mod catalog;
 mod config;
 mod conn;
 mod input;
@@ -49,6 +50,7 @@ pub async fn run(
     let cors = cors(&config.cors_allowed_origins)?;
     let state = routes::AppState {
         backends,
+        catalog: Arc::new(catalog::Catalog::new(config.catalog_ttl)),
         shutdown: shutdown.clone(),
     };
     let app = routes::router(state, verifier, limits, cors);

@@ -1,8 +1,9 @@
 //! Prometheus metrics: one recorder per process (shared by every service under
 //! `storefront all`) and the `/metrics` endpoint that renders it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -83,13 +84,9 @@ pub fn record_http_request(
     elapsed: std::time::Duration,
 ) {
     span.record("http.response.status_code", status.as_u16());
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!(names.requests, &labels).increment(1);
-    metrics::histogram!(names.duration, &labels).record(elapsed.as_secs_f64());
+    let (requests, duration) = http_handles(names, method, route, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
     span.in_scope(|| {
         let millis = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
@@ -98,4 +95,50 @@ pub fn record_http_request(
             tracing::info!(status = status.as_u16(), millis, "request served");
         }
     });
+}
+
+/// The labels of one request's RED metrics.
+type HttpKey = (&'static str, http::Method, String, u16);
+
+/// Most label sets whose handles are kept (methods and routes are a bounded
+/// set in practice; past this, handles are looked up each time).
+const MAX_HTTP_HANDLES: usize = 1024;
+
+/// The request counter and duration histogram for these labels. Registering
+/// a metric hashes its name and labels and looks them up in the recorder's
+/// registry on every call; the handles are kept instead, once our recorder
+/// is installed (a handle made before that would be the no-op one).
+fn http_handles(
+    names: HttpMetrics,
+    method: &http::Method,
+    route: String,
+    status: http::StatusCode,
+) -> (metrics::Counter, metrics::Histogram) {
+    static HANDLES: OnceLock<RwLock<HashMap<HttpKey, (metrics::Counter, metrics::Histogram)>>> =
+        OnceLock::new();
+    let register = |route: String| {
+        let labels = [
+            ("method", method.to_string()),
+            ("route", route),
+            ("status", status.as_u16().to_string()),
+        ];
+        (
+            metrics::counter!(names.requests, &labels),
+            metrics::histogram!(names.duration, &labels),
+        )
+    };
+    if HANDLE.get().is_none() {
+        return register(route);
+    }
+    let handles = HANDLES.get_or_init(RwLock::default);
+    let key = (names.requests, method.clone(), route, status.as_u16());
+    if let Some(found) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let made = register(key.2.clone());
+    let mut handles = handles.write().unwrap_or_else(|e| e.into_inner());
+    if handles.len() < MAX_HTTP_HANDLES {
+        handles.insert(key, made.clone());
+    }
+    made
 }

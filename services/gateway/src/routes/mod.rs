@@ -20,6 +20,7 @@ use tower_http::cors::CorsLayer;
 
 use crate::auth::{Verifier, identify};
 use crate::backends::Backends;
+use crate::catalog::Catalog;
 use crate::limits::{BODY_LIMIT, RateLimits, cap_body, rate_limit};
 use crate::observe::observe;
 use crate::problem::ApiError;
@@ -28,6 +29,7 @@ use crate::problem::ApiError;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub backends: Arc<Backends>,
+    pub catalog: Arc<Catalog>,
     pub shutdown: Shutdown,
 }
 

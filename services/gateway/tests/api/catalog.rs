@@ -1,5 +1,7 @@
 //! The catalog routes against the real product service.
 
+use std::time::{Duration, Instant};
+
 use crate::support::{ProductBackend, Shop};
 
 async fn shop() -> Shop {
@@ -104,5 +106,62 @@ async fn one_product_and_its_errors() {
             .await
             .problem(400, "invalid_product_id");
     }
+    shop.stop().await;
+}
+
+/// The list is reused for `--gateway-catalog-ttl`: a conditional request
+/// with its ETag is answered 304, and a change in the product database shows
+/// (with a new ETag) once the TTL has passed.
+#[tokio::test]
+async fn the_list_is_reused_for_its_ttl_with_an_etag_and_a_change_shows_after_it() {
+    let ttl = Duration::from_secs(2);
+    let shop = Shop::builder()
+        .product(ProductBackend::Real)
+        .config(move |c| c.catalog_ttl = ttl)
+        .start()
+        .await;
+    let first = shop.get("/api/v1/products", None).await;
+    let fetched = Instant::now();
+    assert_eq!(first.json(200)["products"][0]["price"], "1299.99");
+    assert_eq!(first.header("cache-control"), Some("public, max-age=2"));
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+
+    let db = shop.catalog_db().expect("the real product service");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("catalog database");
+    sqlx::query("UPDATE products SET price_minor = 119999 WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("price change");
+
+    let conditional = shop
+        .request(reqwest::Method::GET, "/api/v1/products", None)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("request");
+    let again = shop.get("/api/v1/products", None).await;
+    // Both asked within the TTL (unless this machine stalled for a second).
+    if fetched.elapsed() < ttl / 2 {
+        assert_eq!(conditional.status(), 304);
+        assert_eq!(conditional.headers()["etag"], etag.as_str());
+        assert_eq!(again.json(200)["products"][0]["price"], "1299.99");
+    }
+
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let changed = shop
+        .request(reqwest::Method::GET, "/api/v1/products", None)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(changed.status(), 200, "the catalog changed: a full answer");
+    let new_etag = changed.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_ne!(new_etag, etag);
+    let body: serde_json::Value = changed.json().await.expect("json");
+    assert_eq!(body["products"][0]["price"], "1199.99");
+    pool.close().await;
     shop.stop().await;
 }

@@ -125,6 +125,8 @@ async fn anonymous_callers_are_limited_per_address() {
         .config(|c| {
             c.rate_limit_per_ip = 0.1;
             c.rate_limit_per_ip_burst = 3;
+            // Every admitted request reaches the product service.
+            c.catalog_ttl = Duration::ZERO;
         })
         .start()
         .await;

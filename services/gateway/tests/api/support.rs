@@ -732,6 +732,7 @@ pub fn config(backend: &str) -> Config {
         orders_url: backend.to_owned(),
         backend_timeout: Duration::from_secs(3),
         checkout_timeout: Duration::from_secs(5),
+        catalog_ttl: Duration::from_secs(1),
         jwt_secret: Some(SECRET.to_owned()),
         jwt_public_key_file: Some(fixture("rsa-public.pem")),
         jwt_issuer: None,
@@ -1078,6 +1079,13 @@ impl Shop {
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         read(builder.send().await.expect("request")).await
+    }
+
+    /// The real product service's SQLite file (`ProductBackend::Real`).
+    pub fn catalog_db(&self) -> Option<std::path::PathBuf> {
+        self._catalog_dir
+            .as_ref()
+            .map(|dir| dir.path().join("catalog.db"))
     }
 
     /// Stops the fake cart service (its port then refuses connections).
