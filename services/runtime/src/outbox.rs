@@ -59,9 +59,13 @@ pub async fn enqueue(
         serde_json::from_slice(&event.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let headers =
         serde_json::to_value(&event.trace_headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    // One round trip: the row, and the notification naming it (delivered
+    // when the transaction commits, not before), which lets the relay claim
+    // the row by its key instead of searching the table.
     sqlx::query(
-        "INSERT INTO outbox (event_id, topic, key, event_type, source, occurred_at, payload, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "WITH row AS (INSERT INTO outbox (event_id, topic, key, event_type, source, occurred_at, payload, headers) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id) \
+         SELECT pg_notify($9, id::text) FROM row",
     )
     .bind(event.id)
     .bind(topic)
@@ -71,13 +75,9 @@ pub async fn enqueue(
     .bind(event.time)
     .bind(payload)
     .bind(headers)
+    .bind(CHANNEL)
     .execute(&mut *conn)
     .await?;
-    // Delivered when the transaction commits, not before.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -103,22 +103,46 @@ impl OutboxRelay {
     }
 
     /// Publishes until `shutdown`, backing off while Kafka or the database is down.
+    ///
+    /// A commit's notification names its row, and the relay claims the rows
+    /// it was told of by primary key. The whole table is searched at start,
+    /// after an error, when a named row could not be claimed (an earlier
+    /// event of its key is still pending), and once a second in case a
+    /// notification was missed (a lost LISTEN connection): that search walks
+    /// the pending-rows index, which holds the entries of published rows too
+    /// until PostgreSQL vacuums them, so doing it once per commit made every
+    /// commit's relay work grow with the table.
     pub async fn run(self, shutdown: Shutdown) {
         let mut listener = None;
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = std::time::Instant::now();
         let mut last_backlog = std::time::Instant::now();
+        let mut search = true;
+        let mut named: Vec<i64> = Vec::new();
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
             if listener.is_none() {
                 listener = self.listen().await;
+                search = true;
             }
             // A batch cut short by shutdown rolls back; its rows wait for the next run.
+            let work = async {
+                if !named.is_empty() {
+                    let ids = std::mem::take(&mut named);
+                    if self.publish_named(&ids).await? < ids.len() {
+                        search = true;
+                    }
+                }
+                if std::mem::take(&mut search) {
+                    self.drain().await?;
+                }
+                Ok::<(), RelayError>(())
+            };
             let drained = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                drained = self.drain() => drained,
+                drained = work => drained,
             };
             match drained {
                 Ok(()) => backoff = Duration::from_millis(100),
@@ -129,6 +153,8 @@ impl OutboxRelay {
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    named.clear();
+                    search = true;
                     continue;
                 }
             }
@@ -145,24 +171,38 @@ impl OutboxRelay {
                     tracing::warn!(%error, "cannot delete published outbox rows");
                 }
             }
-            // Sleep until a commit notifies us, or a second passes.
+            // Sleep until a commit notifies us, or a second passes; then take
+            // every notification already received, to claim their rows at once.
             let wake = async {
                 match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
+                    Some(l) => l.recv().await.map(Some),
                     None => {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok(())
+                        Ok(None)
                     }
                 }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                woke = tokio::time::timeout(Duration::from_secs(1), wake) => {
-                    if let Ok(Err(error)) = woke {
+                woke = tokio::time::timeout(Duration::from_secs(1), wake) => match woke {
+                    Ok(Ok(Some(first))) => {
+                        let mut note = Some(first);
+                        while let Some(n) = note {
+                            match n.payload().parse::<i64>() {
+                                Ok(id) if named.len() < BATCH as usize => named.push(id),
+                                // Not ours to parse (an older release's empty
+                                // payload), or more than a batch: search.
+                                _ => search = true,
+                            }
+                            note = listener.as_mut().and_then(PgListener::next_buffered);
+                        }
+                    }
+                    Ok(Ok(None)) | Err(_) => search = true,
+                    Ok(Err(error)) => {
                         tracing::warn!(%error, "outbox LISTEN connection lost; reconnecting");
                         listener = None;
                     }
-                }
+                },
             }
         }
     }
@@ -181,18 +221,48 @@ impl OutboxRelay {
 
     /// Claims and publishes one batch; returns how many rows were published.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        self.publish_claimed(None).await
+    }
+
+    /// Claims and publishes the rows `ids` that are still pending and whose
+    /// key has no earlier pending row; returns how many were published.
+    pub async fn publish_named(&self, ids: &[i64]) -> Result<usize, RelayError> {
+        self.publish_claimed(Some(ids)).await
+    }
+
+    async fn publish_claimed(&self, ids: Option<&[i64]>) -> Result<usize, RelayError> {
+        // Two statements, not one with an optional filter: a prepared
+        // statement's generic plan could not use the primary key for the
+        // named rows.
+        macro_rules! claim {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT o.id, o.event_id, o.topic, o.key, o.event_type, o.source, o.occurred_at, o.payload, o.headers \
+                     FROM outbox o WHERE ",
+                    $filter,
+                    "o.published_at IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM outbox e \
+                                     WHERE e.key = o.key AND e.published_at IS NULL AND e.id < o.id) \
+                     ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                )
+            };
+        }
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT o.id, o.event_id, o.topic, o.key, o.event_type, o.source, o.occurred_at, o.payload, o.headers \
-             FROM outbox o \
-             WHERE o.published_at IS NULL \
-               AND NOT EXISTS (SELECT 1 FROM outbox e \
-                               WHERE e.key = o.key AND e.published_at IS NULL AND e.id < o.id) \
-             ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = match ids {
+            None => {
+                sqlx::query(claim!(""))
+                    .bind(BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            Some(ids) => {
+                sqlx::query(claim!("o.id = ANY($2) AND "))
+                    .bind(BATCH)
+                    .bind(ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         if rows.is_empty() {
             tx.rollback().await?;
             return Ok(0);

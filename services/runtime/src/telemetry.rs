@@ -344,8 +344,21 @@ impl tracing::field::Visit for SqlEventFields {
 }
 
 /// The operation (`SELECT`, `INSERT`…) and the table a statement works on.
+/// A `WITH` whose first query writes (`WITH row AS (INSERT INTO outbox …)
+/// SELECT …`) is named by that write.
 pub fn sql_operation_and_table(sql: &str) -> (String, Option<String>) {
     let words: Vec<&str> = sql.split_whitespace().collect();
+    if words
+        .first()
+        .is_some_and(|w| w.eq_ignore_ascii_case("WITH"))
+        && let Some(at) = words.iter().position(|w| w.eq_ignore_ascii_case("AS"))
+    {
+        let inner = words[at + 1..].join(" ");
+        let (operation, table) = sql_operation_and_table(inner.trim_start_matches('('));
+        if matches!(operation.as_str(), "INSERT" | "UPDATE" | "DELETE") {
+            return (operation, table);
+        }
+    }
     let operation = words
         .first()
         .map(|w| {
@@ -566,6 +579,16 @@ mod tests {
                 Some("carts"),
             ),
             ("SELECT pg_notify($1, '')", "SELECT", None),
+            (
+                "WITH row AS (INSERT INTO outbox (event_id) VALUES ($1) RETURNING id) SELECT pg_notify($2, id::text) FROM row",
+                "INSERT",
+                Some("outbox"),
+            ),
+            (
+                "WITH recent AS (SELECT id FROM orders) SELECT * FROM recent",
+                "WITH",
+                Some("orders"),
+            ),
             ("BEGIN", "BEGIN", None),
         ];
         for (sql, operation, table) in cases {

@@ -193,6 +193,98 @@ async fn the_relay_keeps_events_while_kafka_is_unreachable() {
     assert_eq!(received[0].id, event.id);
 }
 
+async fn enqueue_step(pool: &PgPool, topic: &str, user: &str, n: u32) -> Event {
+    let event = Event::new(
+        "dev.storefront.test.step.v1",
+        "/storefront/test",
+        user,
+        &Step {
+            user: user.to_owned(),
+            n,
+        },
+    )
+    .expect("event");
+    let mut tx = pool.begin().await.expect("begin");
+    outbox::enqueue(&mut tx, topic, &event)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    event
+}
+
+/// The relay claims the rows a commit named by their id, but never a row
+/// whose key still has an earlier pending row, nor one already published.
+#[tokio::test]
+async fn named_rows_are_claimed_by_id_in_key_order() {
+    let pool = outbox_database().await;
+    let topic = topic_pair("named").await;
+    let a1 = enqueue_step(&pool, &topic, "a", 1).await;
+    let a2 = enqueue_step(&pool, &topic, "a", 2).await;
+    let b1 = enqueue_step(&pool, &topic, "b", 1).await;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("ids");
+    let relay = OutboxRelay::new(
+        pool.clone(),
+        kafka::producer(&kafka_bootstrap_servers()).expect("producer"),
+    );
+    assert_eq!(
+        relay.publish_named(&[ids[1], ids[2]]).await.expect("publish"),
+        1,
+        "b's row goes; a's second waits for a's first"
+    );
+    assert_eq!(relay.backlog().await.expect("backlog"), 2);
+    assert_eq!(relay.publish_named(&[ids[0]]).await.expect("publish"), 1);
+    assert_eq!(relay.publish_named(&[ids[1]]).await.expect("publish"), 1);
+    assert_eq!(
+        relay.publish_named(&ids).await.expect("publish"),
+        0,
+        "published rows are not claimed again"
+    );
+    assert_eq!(relay.backlog().await.expect("backlog"), 0);
+    let received: Vec<uuid::Uuid> = read_events(&topic, 3).await.iter().map(|e| e.id).collect();
+    let at = |id| received.iter().position(|r| *r == id).expect("received");
+    assert!(at(a1.id) < at(a2.id), "a's events in their order");
+    assert!(received.contains(&b1.id));
+}
+
+/// Events committed while the relay runs are published from their
+/// notifications, a user's in the order they were committed.
+#[tokio::test]
+async fn events_committed_while_the_relay_runs_go_out_in_order() {
+    let pool = outbox_database().await;
+    let topic = topic_pair("live").await;
+    let producer = kafka::producer(&kafka_bootstrap_servers()).expect("producer");
+    let shutdown = Shutdown::new();
+    let relay = tokio::spawn(OutboxRelay::new(pool.clone(), producer).run(shutdown.clone()));
+    // Let the relay start listening.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writers: Vec<_> = (0..4)
+        .map(|u| {
+            let (pool, topic) = (pool.clone(), topic.clone());
+            tokio::spawn(async move {
+                for n in 0..6 {
+                    enqueue_step(&pool, &topic, &format!("user-{u}"), n).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let mut per_user: HashMap<String, Vec<u32>> = HashMap::new();
+    for event in read_events(&topic, 24).await {
+        let step: Step = event.decode().expect("payload");
+        per_user.entry(event.key.clone()).or_default().push(step.n);
+    }
+    for u in 0..4 {
+        assert_eq!(per_user[&format!("user-{u}")], (0..6).collect::<Vec<_>>());
+    }
+    shutdown.cancel();
+    relay.await.expect("relay stops");
+}
+
 /// Records what it handled; fails the first two attempts of step 2 (fewer
 /// than it gets) and rejects step 5.
 #[derive(Clone, Default)]
