@@ -3,12 +3,9 @@
 //! issuer — with the issuer's published keys; the caller's user id and
 //! roles; and [`token`], which mints HS256 tokens for development and tests.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{FromRequestParts, Request};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use jsonwebtoken::errors::ErrorKind;
@@ -298,11 +295,7 @@ pub enum Identity {
 
 /// Reads the Authorization header once per request and records the
 /// [`Identity`]; routes decide whether they need a caller.
-pub async fn identify(
-    State(verifier): State<Arc<Verifier>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn identify(verifier: &Verifier, request: &mut Request) {
     let identity = match request.headers().get(AUTHORIZATION) {
         None => Identity::Anonymous,
         Some(value) => match bearer(value) {
@@ -317,7 +310,6 @@ pub async fn identify(
         tracing::debug!(%error, "token refused");
     }
     request.extensions_mut().insert(identity);
-    next.run(request).await
 }
 
 fn bearer(value: &http::HeaderValue) -> Result<&str, AuthError> {

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
@@ -97,11 +97,7 @@ impl RateLimits {
 /// Admits the request or answers 429 with `Retry-After`. Signed-in callers
 /// are limited per user; everyone else (no token, or a refused one) per
 /// client address.
-pub async fn rate_limit(
-    State(limits): State<Arc<RateLimits>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub fn rate_limit(limits: &RateLimits, request: &Request) -> Result<(), Response> {
     let now = Instant::now();
     let (kind, admitted) = match request.extensions().get::<Identity>() {
         Some(Identity::Caller(caller)) => ("user", limits.per_user.take(caller.user.clone(), now)),
@@ -114,13 +110,10 @@ pub async fn rate_limit(
             ("ip", limits.per_ip.take(rate_key(ip), now))
         }
     };
-    match admitted {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => {
-            metrics::counter!("http_server_rate_limited_total", "limit" => kind).increment(1);
-            ApiError::RateLimited { retry_after }.into_response()
-        }
-    }
+    admitted.map_err(|retry_after| {
+        metrics::counter!("http_server_rate_limited_total", "limit" => kind).increment(1);
+        ApiError::RateLimited { retry_after }.into_response()
+    })
 }
 
 /// The address a per-address limit counts: an IPv6 client is its /64 (one

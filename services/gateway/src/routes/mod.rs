@@ -10,9 +10,11 @@ mod products;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
+use axum::middleware::Next;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
 use storefront_runtime::Shutdown;
@@ -129,9 +131,12 @@ pub fn router(
             Surface::Operations => operations = operations.route(endpoint.path, endpoint.handler),
         }
     }
-    let api = api
-        .layer(from_fn_with_state(limits, rate_limit))
-        .layer(from_fn_with_state(verifier, identify));
+    // Each layer costs every request a clone of the service below it and a
+    // boxed future, so identification and the limits are one layer.
+    let api = api.layer(from_fn_with_state(
+        Arc::new(Gate { verifier, limits }),
+        admit,
+    ));
     api.merge(operations)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -139,22 +144,23 @@ pub fn router(
         .layer(from_fn(cap_body))
         .layer(cors)
         .layer(from_fn(observe))
-        .layer(axum::middleware::map_response(close_when_draining))
         .with_state(state)
 }
 
-/// While the process drains after SIGTERM (see `shutdown::on_signal_after`),
-/// every answer asks the client to close its connection, so that its next
-/// request opens a new one, to a pod that stays, instead of meeting this
-/// one's close.
-async fn close_when_draining(mut response: axum::response::Response) -> axum::response::Response {
-    if storefront_runtime::shutdown::draining() {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+/// What an API request passes before its route.
+struct Gate {
+    verifier: Arc<Verifier>,
+    limits: Arc<RateLimits>,
+}
+
+/// Records who is calling (from the Authorization header; routes decide
+/// whether they need a caller), then admits the request or answers 429.
+async fn admit(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    identify(&gate.verifier, &mut request).await;
+    match rate_limit(&gate.limits, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
     }
-    response
 }
 
 async fn route_not_found(request: Request) -> ApiError {
