@@ -194,7 +194,15 @@ impl OutboxRelay {
                                 // payload), or more than a batch: search.
                                 _ => search = true,
                             }
-                            note = listener.as_mut().and_then(PgListener::next_buffered);
+                            note = match listener.as_mut() {
+                                // Whatever the connection has already received,
+                                // without waiting for more.
+                                Some(l) => tokio::time::timeout(Duration::ZERO, l.recv())
+                                    .await
+                                    .ok()
+                                    .and_then(Result::ok),
+                                None => None,
+                            };
                         }
                     }
                     Ok(Ok(None)) | Err(_) => search = true,
