@@ -367,6 +367,47 @@ fn page_vs_api(phases: &[Value]) -> Value {
     })
 }
 
+/// A measured figure beside its target (issue 14), printed as it is made.
+fn target(name: &str, value: f64, relation: &str, bound: f64) -> Value {
+    let met = match relation {
+        ">=" => value >= bound,
+        _ => value <= bound,
+    };
+    println!(
+        "target     {name:<34} {value:>9.2} {relation} {bound:<7} {}",
+        if met { "met" } else { "MISSED" }
+    );
+    json!({ "measure": name, "value": value, "target": format!("{relation} {bound}"), "met": met })
+}
+
+/// The checkout phase's figures against their targets: 300 checkouts/s
+/// with p99 <= 150 ms at 32 clients, and the order within 100 ms at p99.
+fn checkout_targets(phases: &[Value]) -> Vec<Value> {
+    let Some(checkout) = phases.iter().find(|p| p["phase"] == "checkout") else {
+        return Vec::new();
+    };
+    let mut targets = vec![
+        target(
+            "checkout throughput (/s)",
+            checkout["throughput_per_s"].as_f64().unwrap_or(0.0),
+            ">=",
+            300.0,
+        ),
+        target(
+            "checkout p99 (ms)",
+            checkout["latency_ms"]["p99"]
+                .as_f64()
+                .unwrap_or(f64::INFINITY),
+            "<=",
+            150.0,
+        ),
+    ];
+    if let Some(lag) = checkout["order_lag_ms"]["p99"].as_f64() {
+        targets.push(target("checkout -> order p99 (ms)", lag, "<=", 100.0));
+    }
+    targets
+}
+
 /// One cart add followed by one cart read, for a user per client.
 async fn cart(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
     let user = user("cart", client, 0);
@@ -588,12 +629,17 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let catalog_page_vs_api = page_vs_api(&phases);
+    let mut targets = checkout_targets(&phases);
     let rss = peak_rss_kib(&args.pids);
     let total_mib = rss.values().sum::<u64>() as f64 / 1024.0;
     println!(
         "peak RSS   {total_mib:>9.1} MiB over {} process(es)",
         rss.len()
     );
+    targets.push(target("peak RSS, whole shop (MiB)", total_mib, "<=", 150.0));
+    if let Some(ratio) = products_vs_reference["ratio"].as_f64() {
+        targets.push(target("GET /products / bare axum", ratio, ">=", 0.5));
+    }
     let pgbench = match &args.pgbench_url {
         Some(url) => pgbench(url)?,
         None => Value::Null,
@@ -606,6 +652,7 @@ async fn main() -> anyhow::Result<()> {
         "phases": phases,
         "products_vs_reference": products_vs_reference,
         "catalog_page_vs_api": catalog_page_vs_api,
+        "targets": targets,
         "peak_rss_mib": { "total": total_mib, "per_pid_kib": rss },
         "pgbench": pgbench,
     });
