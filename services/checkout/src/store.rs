@@ -281,8 +281,7 @@ impl SessionStore {
     ) -> Result<bool, CheckoutError> {
         let saga = &session.saga;
         let failure = saga.failure.as_ref();
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(SAVE)
+        let save = sqlx::query(SAVE)
             .bind(session.id.uuid())
             .bind(lease.0)
             .bind(saga.status.as_str())
@@ -293,16 +292,23 @@ impl SessionStore {
             .bind(failure.and_then(|f| f.decline_reason.as_deref()))
             .bind(saga.released)
             .bind(saga.refunded)
-            .bind(saga.attention.as_deref())
-            .fetch_optional(&mut *tx)
-            .await?;
+            .bind(saga.attention.as_deref());
+        let Some(event) = event else {
+            // One statement is its own transaction, committed (and durable)
+            // before it answers: no BEGIN and COMMIT round trips.
+            let Some(row) = save.fetch_optional(&self.pool).await? else {
+                return Ok(false);
+            };
+            session.updated_at = row.try_get("updated_at")?;
+            return Ok(true);
+        };
+        let mut tx = self.pool.begin().await?;
+        let row = save.fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             tx.rollback().await?;
             return Ok(false);
         };
-        if let Some(event) = event {
-            outbox::enqueue(&mut tx, &self.topic, event).await?;
-        }
+        outbox::enqueue(&mut tx, &self.topic, event).await?;
         tx.commit().await?;
         session.updated_at = row.try_get("updated_at")?;
         Ok(true)
