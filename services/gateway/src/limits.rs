@@ -97,7 +97,7 @@ impl RateLimits {
 /// Admits the request or answers 429 with `Retry-After`. Signed-in callers
 /// are limited per user; everyone else (no token, or a refused one) per
 /// client address.
-pub fn rate_limit(limits: &RateLimits, request: &Request) -> Result<(), Response> {
+pub fn rate_limit(limits: &RateLimits, request: &Request) -> Result<(), ApiError> {
     let now = Instant::now();
     let (kind, admitted) = match request.extensions().get::<Identity>() {
         Some(Identity::Caller(caller)) => ("user", limits.per_user.take(caller.user.clone(), now)),
@@ -112,7 +112,7 @@ pub fn rate_limit(limits: &RateLimits, request: &Request) -> Result<(), Response
     };
     admitted.map_err(|retry_after| {
         metrics::counter!("http_server_rate_limited_total", "limit" => kind).increment(1);
-        ApiError::RateLimited { retry_after }.into_response()
+        ApiError::RateLimited { retry_after }
     })
 }
 

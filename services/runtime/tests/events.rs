@@ -230,7 +230,10 @@ async fn named_rows_are_claimed_by_id_in_key_order() {
         kafka::producer(&kafka_bootstrap_servers()).expect("producer"),
     );
     assert_eq!(
-        relay.publish_named(&[ids[1], ids[2]]).await.expect("publish"),
+        relay
+            .publish_named(&[ids[1], ids[2]])
+            .await
+            .expect("publish"),
         1,
         "b's row goes; a's second waits for a's first"
     );

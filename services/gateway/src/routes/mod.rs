@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
 use storefront_runtime::Shutdown;
@@ -159,7 +159,7 @@ async fn admit(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) 
     identify(&gate.verifier, &mut request).await;
     match rate_limit(&gate.limits, &request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
