@@ -221,14 +221,20 @@ where
         total.merge(&task.await??)?;
     }
     let report = total.report(name, started.elapsed());
+    print_phase(&report, "");
+    Ok(report)
+}
+
+/// One line per phase: throughput, p50, p99, errors (and `note`).
+fn print_phase(report: &Value, note: &str) {
     println!(
-        "{name:<10} {:>9.0} op/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        "{:<10} {:>9.0} op/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}{note}",
+        report["phase"].as_str().unwrap_or("?"),
         report["throughput_per_s"].as_f64().unwrap_or(0.0),
         report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
         report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         report["errors"]
     );
-    Ok(report)
 }
 
 static SHOP: std::sync::OnceLock<Arc<Shop>> = std::sync::OnceLock::new();

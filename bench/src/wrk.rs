@@ -112,13 +112,7 @@ impl Pinning {
         let mut report = parse(name, &text)?;
         report["load_generator"] = json!(format!("wrk -t1 -c{connections}"));
         report["pinning"] = self.describe();
-        println!(
-            "{name:<10} {:>9.0} op/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  (wrk)",
-            report["throughput_per_s"].as_f64().unwrap_or(0.0),
-            report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-            report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-            report["errors"]
-        );
+        crate::print_phase(&report, "  (wrk)");
         Ok(report)
     }
 }
