@@ -118,6 +118,7 @@ impl OutboxRelay {
         let mut last_cleanup = std::time::Instant::now();
         let mut last_backlog = std::time::Instant::now();
         let mut search = true;
+        let mut last_search = std::time::Instant::now();
         let mut named: Vec<i64> = Vec::new();
         loop {
             if shutdown.is_cancelled() {
@@ -135,7 +136,11 @@ impl OutboxRelay {
                         search = true;
                     }
                 }
-                if std::mem::take(&mut search) {
+                // Also once a second under a steady stream of notifications
+                // (a LISTEN connection that sqlx re-made loses those sent
+                // meanwhile, and the quiet second may never come).
+                if std::mem::take(&mut search) || last_search.elapsed() >= Duration::from_secs(1) {
+                    last_search = std::time::Instant::now();
                     self.drain().await?;
                 }
                 Ok::<(), RelayError>(())
