@@ -474,10 +474,20 @@ async fn a_checkout_from_the_web_page_continues_the_browsers_trace() {
         let trace_id = trace_id.clone();
         async move {
             let spans = receiver.trace(&trace_id);
-            spans
-                .iter()
-                .any(|s| s.service == "storefront-checkout" && s.kind == KIND_SERVER)
-                .then_some(spans)
+            // Each service exports on its own schedule: wait for the server
+            // span of every hop asserted on below, not only the last one's.
+            [
+                "storefront-web",
+                "storefront-gateway",
+                "storefront-checkout",
+            ]
+            .iter()
+            .all(|service| {
+                spans
+                    .iter()
+                    .any(|s| s.service == *service && s.kind == KIND_SERVER)
+            })
+            .then_some(spans)
         }
     })
     .await;
