@@ -50,15 +50,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    // While the process drains after SIGTERM (see
-    // `shutdown::on_signal_after`), every answer asks the client to close
-    // its connection, so that its next request opens a new one, to a pod
-    // that stays, instead of meeting this one's close.
-    if storefront_runtime::shutdown::draining() {
-        response
-            .headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    storefront_runtime::shutdown::close_if_draining(response.headers_mut());
 
     storefront_runtime::metrics::record_http_request(
         storefront_runtime::metrics::HttpMetrics {

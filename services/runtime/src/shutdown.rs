@@ -21,6 +21,18 @@ pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }
 
+/// While the process drains, an HTTP answer asks the client to close its
+/// connection, so that its next request opens a new one, to a pod that
+/// stays, instead of meeting this one's close.
+pub fn close_if_draining(headers: &mut http::HeaderMap) {
+    if draining() {
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
 /// A token that is cancelled when the process receives SIGINT (Ctrl-C) or SIGTERM.
 pub fn on_signal() -> Shutdown {
     on_signal_after(Duration::ZERO)

@@ -81,9 +81,7 @@ pub async fn headers(State(shop): State<AppState>, mut request: Request, next: N
             headers.append(header::SET_COOKIE, value);
         }
     }
-    if storefront_runtime::shutdown::draining() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    storefront_runtime::shutdown::close_if_draining(headers);
     response
 }
 
