@@ -49,6 +49,13 @@ if [[ -n "$roles" ]]; then
   done <<<"$roles"
 fi
 
+# Every shop a test starts gets its own Kafka topics (e2e-*, test-*, bench-*
+# with a random suffix); delete what earlier runs left, or the broker's
+# partition count, and the time a Kafka restart in the fault tests takes,
+# grows with every run on a machine.
+sf_kafka_topics --delete --if-exists --topic '(e2e|test|bench)-.*' >/dev/null ||
+  sf_warn "could not delete the Kafka topics of earlier test runs"
+
 # Unit and integration tests (doc tests have nothing to run). The closing
 # line sums every test binary's result.
 log="$(mktemp)"

@@ -212,9 +212,19 @@ impl ServiceTelemetry {
     }
 
     /// Makes this the process-wide default dispatch (once, at start-up).
+    ///
+    /// Records of the `log` crate go to it too: librdkafka's own warnings
+    /// (a broker down, a fatal producer error) arrive that way, and would
+    /// otherwise be dropped.
     pub fn set_global_default(&self) -> Result<(), StartError> {
         tracing::dispatcher::set_global_default(self.dispatch.clone())
-            .map_err(|e| StartError::Config(format!("logging already initialised: {e}")))
+            .map_err(|e| StartError::Config(format!("logging already initialised: {e}")))?;
+        let level = tracing::level_filters::LevelFilter::current();
+        // Already set (a test process that started services before): keep it.
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(tracing_log::AsLog::as_log(&level))
+            .init();
+        Ok(())
     }
 
     /// A multi-threaded Tokio runtime whose worker and blocking threads all

@@ -9,6 +9,7 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,9 @@ impl Drop for Shop {
         for child in self.children.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            self.keep_logs();
         }
     }
 }
@@ -356,6 +360,30 @@ impl Shop {
         self.children.insert(service, child);
     }
 
+    /// Copies every process's log to `<target>/test-logs/<run>/` (beside
+    /// the test binary's profile folder, so it follows `CARGO_TARGET_DIR`):
+    /// a failed test's shop says afterwards what each service did.
+    fn keep_logs(&self) {
+        let Some(target) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        else {
+            return;
+        };
+        let run = self.checkout_topic.trim_start_matches("e2e-checkout-");
+        let kept = target.join("test-logs").join(run);
+        let Ok(entries) = std::fs::read_dir(self.logs.path()) else {
+            return;
+        };
+        if std::fs::create_dir_all(&kept).is_err() {
+            return;
+        }
+        for entry in entries.flatten() {
+            let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+        }
+        eprintln!("the shop's logs are kept in {}", kept.display());
+    }
+
     /// Everything a process logged.
     pub fn log(&self, service: &str) -> String {
         std::fs::read_to_string(self.logs.path().join(format!("{service}.log"))).unwrap_or_default()
@@ -548,11 +576,22 @@ impl Shop {
             if let Some(order) = found.first() {
                 return (*order).clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no order for checkout {checkout_id} within 60 s:\n{}",
-                self.log_tail("orders")
-            );
+            if Instant::now() >= deadline {
+                let unpublished = self
+                    .count(
+                        "checkout",
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic = $1",
+                        &self.checkout_topic,
+                    )
+                    .await;
+                panic!(
+                    "no order for checkout {checkout_id} within 60 s \
+                     ({unpublished} checkout events unpublished)\n\
+                     orders:\n{}\ncheckout:\n{}",
+                    self.log_tail("orders"),
+                    self.log_tail("checkout")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
