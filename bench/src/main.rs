@@ -5,6 +5,7 @@
 //! processes, and, as this machine's reference, pgbench on the same
 //! PostgreSQL. It prints a summary and writes everything as JSON.
 
+mod lag;
 mod reference;
 mod sink;
 mod wrk;
@@ -59,6 +60,10 @@ struct Args {
     /// The orders service's database, to measure the checkout->order lag.
     #[arg(long)]
     orders_database_url: Option<String>,
+    /// The shop's Prometheus endpoint: the order lag is then split into the
+    /// relay's, Kafka's and the orders consumer's parts.
+    #[arg(long)]
+    shop_metrics: Option<String>,
     /// A PostgreSQL URL for the pgbench reference run; skipped when absent.
     #[arg(long)]
     pgbench_url: Option<String>,
@@ -473,63 +478,6 @@ async fn checkout(client: usize, n: u64, shop: Arc<Shop>) -> Outcome {
     (status, ok, Some(took))
 }
 
-/// The lag from each checkout of this run becoming COMPLETED to its order
-/// existing, from the two services' databases (one PostgreSQL server, one
-/// clock; both stamps are their transaction's `now()`). Waits up to 30 s for
-/// the last orders.
-async fn order_lag(checkout_url: &str, orders_url: &str) -> anyhow::Result<Value> {
-    let pattern = format!("bench-{}-checkout-%", RUN.load(Ordering::Relaxed));
-    let checkouts = sqlx::PgPool::connect(checkout_url).await?;
-    let orders = sqlx::PgPool::connect(orders_url).await?;
-    let completed: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id::text, updated_at FROM checkout_sessions WHERE status = 'COMPLETED' AND user_id LIKE $1",
-    )
-    .bind(&pattern)
-    .fetch_all(&checkouts)
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let created = loop {
-        let created: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "SELECT checkout_id::text, created_at FROM orders WHERE user_id LIKE $1",
-        )
-        .bind(&pattern)
-        .fetch_all(&orders)
-        .await?;
-        if created.len() >= completed.len() || Instant::now() > deadline {
-            break created;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let created: BTreeMap<String, chrono::DateTime<chrono::Utc>> = created.into_iter().collect();
-    let mut lags: Vec<f64> = completed
-        .iter()
-        .filter_map(|(id, at)| {
-            let order = created.get(id)?;
-            Some((*order - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-        })
-        .collect();
-    lags.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let index = ((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1));
-        lags.get(index).copied().unwrap_or(0.0)
-    };
-    println!(
-        "order lag  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} of {} checkouts have their order)",
-        at(0.5),
-        at(0.99),
-        lags.len(),
-        completed.len()
-    );
-    Ok(json!({
-        "checkouts": completed.len(),
-        "orders": lags.len(),
-        "p50": at(0.5),
-        "p99": at(0.99),
-        "max": lags.last().copied().unwrap_or(0.0),
-        "measured": "order row created_at minus checkout COMPLETED updated_at (same PostgreSQL clock)",
-    }))
-}
-
 /// Peak resident memory (VmHWM, kB) of each process.
 fn peak_rss_kib(pids: &[u32]) -> BTreeMap<u32, u64> {
     pids.iter()
@@ -625,7 +573,10 @@ async fn main() -> anyhow::Result<()> {
                 if let (Some(checkouts), Some(orders)) =
                     (&args.checkout_database_url, &args.orders_database_url)
                 {
-                    report["order_lag_ms"] = order_lag(checkouts, orders).await?;
+                    let run = format!("bench-{}-checkout-", RUN.load(Ordering::Relaxed));
+                    report["order_lag_ms"] =
+                        lag::order_lag(checkouts, orders, &run, args.shop_metrics.as_deref())
+                            .await?;
                 }
                 report
             }

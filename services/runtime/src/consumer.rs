@@ -150,6 +150,9 @@ impl EventConsumer {
                     None => break,
                 }
             }
+            for message in &batch {
+                record_since_produced("event_consumer_receive_lag_seconds", &self.group, message);
+            }
             // Per (partition, key), in arrival (offset) order.
             let mut lanes: Vec<(Lane<'_>, Vec<&BorrowedMessage<'_>>)> = Vec::new();
             for message in &batch {
@@ -334,6 +337,7 @@ impl EventConsumer {
             messaging.kafka.offset = message.offset(),
             messaging.message.id = tracing::field::Empty,
         );
+        record_since_produced("event_consumer_start_lag_seconds", &self.group, message);
         // A child of the producer's span, and linked to it.
         let producer = crate::telemetry::context_from_headers(&trace_headers(message));
         let producer_span = producer.span().span_context().clone();
@@ -386,8 +390,11 @@ impl EventConsumer {
         let policy = self.settings.retry;
         let (mut failures, mut outages) = (0_u32, 0_u32);
         loop {
+            let started = std::time::Instant::now();
             let (class, reason, backoff) = match handler.handle(&event).await {
                 Ok(()) => {
+                    metrics::histogram!("event_consumer_handle_seconds", "group" => self.group.clone())
+                        .record(started.elapsed().as_secs_f64());
                     metrics::counter!("events_consumed_total", "group" => self.group.clone(), "outcome" => "ok")
                         .increment(1);
                     return Outcome::Done;
@@ -440,6 +447,22 @@ impl EventConsumer {
             }
         }
     }
+}
+
+/// Records into the summary `name` how long ago `message` was produced (its
+/// Kafka timestamp, set by the producer when the relay sent it). With
+/// `outbox_relay_lag_seconds` on the producing side these split an event's
+/// way from commit to handler: the relay, Kafka's delivery to the member
+/// (`event_consumer_receive_lag_seconds`), the wait in the member's batch
+/// behind other keys (`event_consumer_start_lag_seconds` minus it) and the
+/// handler (`event_consumer_handle_seconds`).
+fn record_since_produced(name: &'static str, group: &str, message: &BorrowedMessage<'_>) {
+    let Some(produced) = message.timestamp().to_millis() else {
+        return;
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    metrics::histogram!(name, "group" => group.to_owned())
+        .record((now - produced).max(0) as f64 / 1000.0);
 }
 
 /// The W3C trace context and baggage headers of a record.
