@@ -117,7 +117,6 @@ out="${BENCH_OUT:-bench/results/latest.json}"
 "$bench" --gateway "http://$GATEWAY_LISTEN" --web "http://$WEB_LISTEN" --pid "$pid" \
   --reference "http://$reference_addr" --reference-pid "$reference_pid" \
   --checkout-database-url "$pg/bench_checkout" --orders-database-url "$pg/bench_orders" \
-  --shop-metrics "http://$METRICS_LISTEN/metrics" \
   --pgbench-url "$pg/bench_pgbench" --out "$out" "$@"
 stop_shop
 kill -TERM "$reference_pid" 2>/dev/null || true

@@ -1,33 +1,47 @@
-//! The checkout → order lag: measured end to end from the two services'
-//! databases, and split into its parts from the shop's own summaries.
+//! The checkout → order lag of every checkout of a run, from the services'
+//! own databases (one PostgreSQL server, one clock), and its two halves.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-/// The lag from each checkout of this run becoming COMPLETED to its order
-/// existing, from the two services' databases (one PostgreSQL server, one
-/// clock; both stamps are their transaction's `now()`). Waits up to 30 s for
-/// the last orders.
+/// A checkout's three stamps, each its transaction's `now()`: the session
+/// became COMPLETED (its CheckoutCompleted, the session's one outbox row,
+/// written in the same transaction), the outbox relay claimed that row (the transaction that
+/// sends it to Kafka and marks it published), the order row was written.
+struct Stamps {
+    completed: DateTime<Utc>,
+    claimed: Option<DateTime<Utc>>,
+    ordered: DateTime<Utc>,
+}
+
+/// Waits up to 30 s for the orders of the checkouts whose users start with
+/// `user_prefix`, then reports the lag from COMPLETED to the order row, and
+/// split at the relay's claim: `commit_to_relay` (the notification and the
+/// relay getting round to it) and `relay_to_order` (Kafka, the orders
+/// consumer and its transaction).
 pub async fn order_lag(
     checkout_url: &str,
     orders_url: &str,
     user_prefix: &str,
-    shop_metrics: Option<&str>,
 ) -> anyhow::Result<Value> {
     let pattern = format!("{user_prefix}%");
     let checkouts = sqlx::PgPool::connect(checkout_url).await?;
     let orders = sqlx::PgPool::connect(orders_url).await?;
-    let completed: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id::text, updated_at FROM checkout_sessions WHERE status = 'COMPLETED' AND user_id LIKE $1",
+    let completed: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT s.id::text, s.updated_at, o.published_at \
+         FROM checkout_sessions s \
+         LEFT JOIN outbox o ON o.payload->>'checkout_id' = s.id::text \
+         WHERE s.status = 'COMPLETED' AND s.user_id LIKE $1",
     )
     .bind(&pattern)
     .fetch_all(&checkouts)
     .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let created = loop {
-        let created: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        let created: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT checkout_id::text, created_at FROM orders WHERE user_id LIKE $1",
         )
         .bind(&pattern)
@@ -38,115 +52,86 @@ pub async fn order_lag(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let created: BTreeMap<String, chrono::DateTime<chrono::Utc>> = created.into_iter().collect();
-    let mut lags: Vec<f64> = completed
+    let created: BTreeMap<String, DateTime<Utc>> = created.into_iter().collect();
+    let stamps: Vec<Stamps> = completed
         .iter()
-        .filter_map(|(id, at)| {
-            let order = created.get(id)?;
-            Some((*order - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .filter_map(|(id, completed, claimed)| {
+            Some(Stamps {
+                completed: *completed,
+                claimed: *claimed,
+                ordered: *created.get(id)?,
+            })
         })
         .collect();
-    lags.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let index = ((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1));
-        lags.get(index).copied().unwrap_or(0.0)
-    };
+    let whole = Percentiles::of(stamps.iter().map(|s| ms(s.ordered - s.completed)));
+    let to_relay = Percentiles::of(
+        stamps
+            .iter()
+            .filter_map(|s| Some(ms(s.claimed? - s.completed))),
+    );
+    let to_order = Percentiles::of(
+        stamps
+            .iter()
+            .filter_map(|s| Some(ms(s.ordered - s.claimed?))),
+    );
     println!(
         "order lag  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} of {} checkouts have their order)",
-        at(0.5),
-        at(0.99),
-        lags.len(),
+        whole.p50,
+        whole.p99,
+        stamps.len(),
         completed.len()
     );
-    let parts = match shop_metrics {
-        Some(url) => parts(url).await?,
-        None => Value::Null,
-    };
+    for (part, p) in [
+        ("commit -> relay", &to_relay),
+        ("relay -> order", &to_order),
+    ] {
+        println!("  {part:<16} p50 {:>7.2} ms  p99 {:>7.2} ms", p.p50, p.p99);
+    }
     Ok(json!({
-        "parts": parts,
         "checkouts": completed.len(),
-        "orders": lags.len(),
-        "p50": at(0.5),
-        "p99": at(0.99),
-        "max": lags.last().copied().unwrap_or(0.0),
+        "orders": stamps.len(),
+        "p50": whole.p50,
+        "p99": whole.p99,
+        "max": whole.max,
         "measured": "order row created_at minus checkout COMPLETED updated_at (same PostgreSQL clock)",
+        "parts": {
+            "commit_to_relay": to_relay.json(),
+            "relay_to_order": to_order.json(),
+            "measured": "split at the checkout outbox row's published_at, the relay's claiming transaction's now(): before it, the NOTIFY and the relay getting to the row; after it, the send to Kafka, the orders consumer and the order's transaction",
+        },
     }))
 }
 
-/// The summaries that split an event's way (docs/events.md), read from the
-/// shop's Prometheus endpoint right after the checkout phase (the exporter's
-/// summaries cover the last minute or so): the relay (event made → Kafka
-/// acknowledged), Kafka's delivery to the orders member (record timestamp →
-/// fetched), the wait in its batch (→ handler started) and the handler.
-async fn parts(url: &str) -> anyhow::Result<Value> {
-    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
-    let quantiles = summaries(&text);
-    let pick = |metric: &str, label: &str| {
-        quantiles
-            .iter()
-            .find(|((name, labels), _)| name == metric && labels.contains(label))
-            .map(|(_, q)| q.clone())
-    };
-    let parts = [
-        ("relay", pick("outbox_relay_lag_seconds", "checkout")),
-        (
-            "kafka_to_orders",
-            pick("event_consumer_receive_lag_seconds", "orders"),
-        ),
-        (
-            "handler_started",
-            pick("event_consumer_start_lag_seconds", "orders"),
-        ),
-        ("handler", pick("event_consumer_handle_seconds", "orders")),
-    ];
-    let mut report = serde_json::Map::new();
-    for (part, found) in parts {
-        let Some(q) = found else { continue };
-        let ms = |quantile: &str| q.get(quantile).map(|s| s * 1000.0).unwrap_or(f64::NAN);
-        println!(
-            "  {part:<16} p50 {:>7.2} ms  p99 {:>7.2} ms",
-            ms("0.5"),
-            ms("0.99")
-        );
-        report.insert(
-            part.to_owned(),
-            json!({ "p50": ms("0.5"), "p99": ms("0.99") }),
-        );
-    }
-    report.insert(
-        "measured".to_owned(),
-        json!("the shop's summaries: relay = outbox_relay_lag_seconds (checkout topic); kafka_to_orders = event_consumer_receive_lag_seconds, handler_started = event_consumer_start_lag_seconds, both from the record's Kafka timestamp; handler = event_consumer_handle_seconds (orders group)"),
-    );
-    Ok(Value::Object(report))
+fn ms(delta: chrono::TimeDelta) -> f64 {
+    delta.num_microseconds().unwrap_or(0) as f64 / 1000.0
 }
 
-/// Summary quantiles in Prometheus text: (name, other labels) → quantile → value.
-fn summaries(text: &str) -> BTreeMap<(String, String), BTreeMap<String, f64>> {
-    let mut found: BTreeMap<(String, String), BTreeMap<String, f64>> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(values: impl Iterator<Item = f64>) -> Percentiles {
+        let mut sorted: Vec<f64> = values.collect();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+            sorted.get(index).copied().unwrap_or(0.0)
         };
-        let Some((name, labels)) = series.split_once('{') else {
-            continue;
-        };
-        let labels = labels.trim_end_matches('}');
-        let mut quantile = None;
-        let mut rest = Vec::new();
-        for label in labels.split(',') {
-            match label.strip_prefix("quantile=") {
-                Some(q) => quantile = Some(q.trim_matches('"').to_owned()),
-                None => rest.push(label),
-            }
-        }
-        if let (Some(quantile), Ok(value)) = (quantile, value.parse::<f64>()) {
-            found
-                .entry((name.to_owned(), rest.join(",")))
-                .or_default()
-                .insert(quantile, value);
+        Percentiles {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: sorted.last().copied().unwrap_or(0.0),
         }
     }
-    found
+
+    fn json(&self) -> Value {
+        json!({ "p50": self.p50, "p90": self.p90, "p99": self.p99, "max": self.max })
+    }
 }
 
 #[cfg(test)]
@@ -154,23 +139,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_quantiles_are_read_by_series() {
-        let text = "# TYPE outbox_relay_lag_seconds summary\n\
-            outbox_relay_lag_seconds{topic=\"checkout-events\",quantile=\"0.5\"} 0.012\n\
-            outbox_relay_lag_seconds{topic=\"checkout-events\",quantile=\"0.99\"} 0.037\n\
-            outbox_relay_lag_seconds_sum{topic=\"checkout-events\"} 4.5\n\
-            event_consumer_handle_seconds{group=\"orders\",quantile=\"0.5\"} 0.003\n";
-        let found = summaries(text);
-        assert_eq!(found.len(), 2);
-        let relay = &found[&(
-            "outbox_relay_lag_seconds".to_owned(),
-            "topic=\"checkout-events\"".to_owned(),
-        )];
-        assert_eq!((relay["0.5"], relay["0.99"]), (0.012, 0.037));
-        let handler = &found[&(
-            "event_consumer_handle_seconds".to_owned(),
-            "group=\"orders\"".to_owned(),
-        )];
-        assert_eq!(handler["0.5"], 0.003);
+    fn percentiles_index_the_sorted_values() {
+        let p = Percentiles::of((1..=100).rev().map(f64::from));
+        assert_eq!((p.p50, p.p90, p.p99, p.max), (51.0, 91.0, 100.0, 100.0));
+        let empty = Percentiles::of(std::iter::empty());
+        assert_eq!((empty.p50, empty.max), (0.0, 0.0));
     }
 }

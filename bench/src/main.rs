@@ -60,10 +60,6 @@ struct Args {
     /// The orders service's database, to measure the checkout->order lag.
     #[arg(long)]
     orders_database_url: Option<String>,
-    /// The shop's Prometheus endpoint: the order lag is then split into the
-    /// relay's, Kafka's and the orders consumer's parts.
-    #[arg(long)]
-    shop_metrics: Option<String>,
     /// A PostgreSQL URL for the pgbench reference run; skipped when absent.
     #[arg(long)]
     pgbench_url: Option<String>,
@@ -574,9 +570,7 @@ async fn main() -> anyhow::Result<()> {
                     (&args.checkout_database_url, &args.orders_database_url)
                 {
                     let run = format!("bench-{}-checkout-", RUN.load(Ordering::Relaxed));
-                    report["order_lag_ms"] =
-                        lag::order_lag(checkouts, orders, &run, args.shop_metrics.as_deref())
-                            .await?;
+                    report["order_lag_ms"] = lag::order_lag(checkouts, orders, &run).await?;
                 }
                 report
             }
