@@ -27,7 +27,6 @@ use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -57,7 +56,10 @@ pub trait EventHandler: Send + Sync {
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer>,
     lag_in_flight: Arc<AtomicBool>,
-    dead_letters: FutureProducer,
+    /// Made at the first dead letter: an idle librdkafka producer is a
+    /// thread polling for ever (rust-rdkafka's poll loop spins through the
+    /// last millisecond of each 100 ms), and most members never need one.
+    dead_letters: dead_letter::Producer,
     group: String,
     settings: ConsumerSettings,
     /// Told whenever a record is about to wait for a retry: the member then
@@ -97,7 +99,7 @@ impl EventConsumer {
         Ok(EventConsumer {
             consumer: Arc::new(consumer),
             lag_in_flight: Arc::default(),
-            dead_letters: kafka::producer(bootstrap_servers)?,
+            dead_letters: dead_letter::Producer::new(bootstrap_servers),
             group: group.to_owned(),
             settings,
             retrying: Notify::new(),

@@ -5,12 +5,34 @@
 use std::time::Duration;
 
 use rdkafka::Message;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
-use crate::Shutdown;
 use crate::events::dead_letter_topic;
+use crate::{Shutdown, kafka};
+
+/// The producer of a member's dead letters, made when the first is written.
+pub(super) struct Producer {
+    bootstrap_servers: String,
+    made: OnceCell<FutureProducer>,
+}
+
+impl Producer {
+    pub(super) fn new(bootstrap_servers: &str) -> Self {
+        Producer {
+            bootstrap_servers: bootstrap_servers.to_owned(),
+            made: OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> Result<&FutureProducer, KafkaError> {
+        self.made
+            .get_or_try_init(|| async { kafka::producer(&self.bootstrap_servers) })
+            .await
+    }
+}
 
 /// Why a record is dead-lettered.
 #[derive(Debug)]
@@ -28,7 +50,7 @@ pub(super) struct DeadLetter {
 /// (retrying until then, and telling `retrying` so), false if shutdown came
 /// first.
 pub(super) async fn write(
-    producer: &FutureProducer,
+    producer: &Producer,
     group: &str,
     message: &BorrowedMessage<'_>,
     letter: &DeadLetter,
@@ -77,7 +99,14 @@ pub(super) async fn write(
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        match producer.send(record, Duration::from_secs(10)).await {
+        let sent = match producer.get().await {
+            Ok(producer) => producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(error, _)| error),
+            Err(error) => Err(error),
+        };
+        match sent {
             Ok(_) => {
                 metrics::counter!("events_consumed_total", "group" => group.to_owned(), "outcome" => "dead_letter")
                     .increment(1);
@@ -90,7 +119,7 @@ pub(super) async fn write(
                 .increment(1);
                 return true;
             }
-            Err((error, _)) => {
+            Err(error) => {
                 tracing::warn!(%error, dlq = %topic, "cannot write to the dead-letter topic; retrying");
                 // The lane waits: the member pauses its partitions meanwhile.
                 retrying.notify_one();
