@@ -711,7 +711,9 @@ _sf_node_kill_cgroup_tasks() {
         [[ -n "$pid" ]] || continue
         found=1
         kill -KILL "$pid" 2>/dev/null || true
-      done <"$file"
+        # A cgroup may go away between find and read (its tasks just died):
+        # read it through cat, or the failed redirection stops set -e callers.
+      done < <(cat "$file" 2>/dev/null)
     done < <(find /sys/fs/cgroup/*/"$NODE_CGROUP_ROOT" -name cgroup.procs 2>/dev/null)
     ((found)) || break
     sleep 0.5
