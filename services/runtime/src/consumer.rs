@@ -152,12 +152,10 @@ impl EventConsumer {
                     None => break,
                 }
             }
-            for message in &batch {
-                record_since_produced("event_consumer_receive_lag_seconds", &self.group, message);
-            }
             // Per (partition, key), in arrival (offset) order.
             let mut lanes: Vec<(Lane<'_>, Vec<&BorrowedMessage<'_>>)> = Vec::new();
             for message in &batch {
+                record_since_produced("event_consumer_receive_lag_seconds", &self.group, message);
                 let lane = (message.partition(), message.key());
                 match lanes.iter_mut().find(|(id, _)| *id == lane) {
                     Some((_, records)) => records.push(message),

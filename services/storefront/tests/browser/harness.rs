@@ -101,12 +101,10 @@ fn version_of(path: &Path) -> Vec<u32> {
 /// binary runs from (`<target>/<profile>/deps/browser-…`), so it follows
 /// `CARGO_TARGET_DIR`.
 pub fn screenshot_dir(test: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    target.join("browser-screenshots").join(test)
+    crate::support::target_dir()
+        .expect("the test binary lives in <target>/<profile>/deps")
+        .join("browser-screenshots")
+        .join(test)
 }
 
 /// The running test's name (libtest names its thread after the test), as a

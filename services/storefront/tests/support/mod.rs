@@ -9,7 +9,7 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -364,10 +364,7 @@ impl Shop {
     /// the test binary's profile folder, so it follows `CARGO_TARGET_DIR`):
     /// a failed test's shop says afterwards what each service did.
     fn keep_logs(&self) {
-        let Some(target) = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        else {
+        let Some(target) = target_dir() else {
             return;
         };
         let run = self.checkout_topic.trim_start_matches("e2e-checkout-");
@@ -635,6 +632,13 @@ impl Shop {
             .await
             .expect("count")
     }
+}
+
+/// The target folder the test binary runs from
+/// (`<target>/<profile>/deps/<test>-…`), so it follows `CARGO_TARGET_DIR`.
+pub fn target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().nth(3).map(Path::to_path_buf)
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `seconds`.
