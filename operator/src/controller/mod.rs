@@ -11,7 +11,7 @@ mod prune;
 mod secrets;
 mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,12 +106,25 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub settings: Settings,
-    /// Per Storefront (uid) and step, the fingerprint of the inputs last
-    /// brought about successfully and when: a reconcile whose inputs are
-    /// unchanged since, within [`RESYNC`], skips that step (most reconciles
-    /// are a child's status moving). Lost on restart, which only means one
-    /// full pass.
-    done: Mutex<HashMap<(String, Step), (String, Instant)>>,
+    /// Per Storefront (uid) and step, what was last brought about
+    /// successfully: a reconcile whose inputs are unchanged since, within
+    /// [`RESYNC`], skips that step (most reconciles are a child's status
+    /// moving). Lost on restart, which only means one full pass.
+    done: Mutex<HashMap<(String, Step), Done>>,
+}
+
+/// A step brought about: from which inputs, when, and what it left.
+#[derive(Clone, Debug)]
+struct Done {
+    fingerprint: String,
+    at: Instant,
+    /// For [`Step::Topics`], each topic's partitions as the broker then had
+    /// them. A skipped step says these again rather than copy its condition
+    /// from the Storefront it was handed: that copy comes from the watch's
+    /// cache, which may not yet hold the status this operator last wrote,
+    /// and copying it wrote an old `TopicsReady=False` back over a `True`,
+    /// where it stayed until the next resync.
+    partitions: BTreeMap<String, i32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,17 +135,40 @@ enum Step {
 }
 
 impl Context {
-    fn is_done(&self, uid: &str, step: Step, fingerprint: &str) -> bool {
+    /// What `step` left, when it was brought about from the same inputs
+    /// within [`RESYNC`].
+    fn done(&self, uid: &str, step: Step, fingerprint: &str) -> Option<Done> {
         self.done
             .lock()
             .ok()
             .and_then(|done| done.get(&(uid.to_owned(), step)).cloned())
-            .is_some_and(|(f, at)| f == fingerprint && at.elapsed() < RESYNC)
+            .filter(|d| d.fingerprint == fingerprint && d.at.elapsed() < RESYNC)
+    }
+
+    fn is_done(&self, uid: &str, step: Step, fingerprint: &str) -> bool {
+        self.done(uid, step, fingerprint).is_some()
     }
 
     fn mark_done(&self, uid: &str, step: Step, fingerprint: String) {
+        self.remember(uid, step, fingerprint, BTreeMap::new());
+    }
+
+    fn remember(
+        &self,
+        uid: &str,
+        step: Step,
+        fingerprint: String,
+        partitions: BTreeMap<String, i32>,
+    ) {
         if let Ok(mut done) = self.done.lock() {
-            done.insert((uid.to_owned(), step), (fingerprint, Instant::now()));
+            done.insert(
+                (uid.to_owned(), step),
+                Done {
+                    fingerprint,
+                    at: Instant::now(),
+                    partitions,
+                },
+            );
         }
     }
 
@@ -476,39 +512,37 @@ async fn apply(sf: &Storefront, ctx: &Context) -> Result<Action, Error> {
     let wanted_topics = children::topics(sf);
     let bootstrap = children::kafka_bootstrap(sf);
     let topics_fingerprint = fingerprint(&(&bootstrap, &wanted_topics));
-    let topics_result = if ctx.is_done(&uid, Step::Topics, &topics_fingerprint) {
-        Ok(None)
+    let topics_outcome = if let Some(done) = ctx.done(&uid, Step::Topics, &topics_fingerprint) {
+        // Unchanged since the last success (remembered only when every
+        // topic had what the spec asks): said again as it was then.
+        status.topics = done.partitions;
+        Outcome::ok(
+            "Created",
+            format!("{} topics on {bootstrap}", wanted_topics.len()),
+        )
     } else {
-        topics::ensure(&bootstrap, &wanted_topics).await.map(Some)
-    };
-    let topics_outcome = match topics_result {
-        // Unchanged since the last success: the condition stays.
-        Ok(None) => match status.conditions.iter().find(|c| c.type_ == TOPICS_READY) {
-            Some(c) => Outcome {
-                ok: c.status == "True",
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            },
-            None => Outcome::ok(
-                "Created",
-                format!("{} topics on {bootstrap}", wanted_topics.len()),
-            ),
-        },
-        Ok(Some(report)) => {
-            if report.decreases.is_empty() {
-                ctx.mark_done(&uid, Step::Topics, topics_fingerprint.clone());
+        match topics::ensure(&bootstrap, &wanted_topics).await {
+            Ok(report) => {
+                if report.decreases.is_empty() {
+                    ctx.remember(
+                        &uid,
+                        Step::Topics,
+                        topics_fingerprint.clone(),
+                        report.partitions.clone(),
+                    );
+                }
+                report_topics(
+                    ctx,
+                    sf,
+                    &mut status,
+                    &bootstrap,
+                    wanted_topics.len(),
+                    report,
+                )
+                .await
             }
-            report_topics(
-                ctx,
-                sf,
-                &mut status,
-                &bootstrap,
-                wanted_topics.len(),
-                report,
-            )
-            .await
+            Err(error) => Outcome::failed(error.reason(), error.to_string()),
         }
-        Err(error) => Outcome::failed(error.reason(), error.to_string()),
     };
     let topics_outcome = outside_cluster(
         &ctx.settings,
