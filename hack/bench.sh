@@ -78,6 +78,10 @@ cleanup() {
       wait "$p" 2>/dev/null || true
     fi
   done
+  # This run's catalog (the SQLite file and its journal) and topics, made
+  # for it alone.
+  rm -f "$STOREFRONT_DATA_DIR/bench-product-$run".db*
+  sf_kafka_topics --delete --if-exists --topic "bench-(checkout|order)-$run(\\.dlq)?" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 # start_shop LOG: `storefront all` in the background ($pid), waits until ready.

@@ -6,6 +6,7 @@
 //! PostgreSQL. It prints a summary and writes everything as JSON.
 
 mod lag;
+mod machine;
 mod reference;
 mod sink;
 mod wrk;
@@ -547,6 +548,7 @@ async fn main() -> anyhow::Result<()> {
             .chain(args.reference_pid)
             .collect(),
     );
+    let before_load = machine::busy_before_load(Duration::from_secs(2)).await;
     let mut phases = Vec::new();
     let mut products_vs_reference = Value::Null;
     for name in &args.phases {
@@ -597,7 +599,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let report = json!({
         "generated_at": chrono::Utc::now().to_rfc3339(),
-        "machine": { "cpus": cpus },
+        "machine": { "cpus": cpus, "before_load": before_load },
         "pinning": pinning.describe(),
         "settings": { "duration_s": args.duration.as_secs_f64(), "concurrency": args.concurrency, "checkout_concurrency": args.checkout_concurrency },
         "phases": phases,
