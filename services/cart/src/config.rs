@@ -26,12 +26,13 @@ pub struct Config {
         default_value = "postgres://storefront:storefront@127.0.0.1:55432/cart"
     )]
     pub database_url: String,
-    /// Largest number of database connections.
+    /// Largest number of database connections (at least 1).
     #[arg(
         id = "cart-db-max-connections",
         long = "cart-db-max-connections",
         env = "CART_DB_MAX_CONNECTIONS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub db_max_connections: u32,
     /// Redis URL of the cart cache. Redis being down slows nothing down for

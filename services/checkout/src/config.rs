@@ -26,12 +26,14 @@ pub struct Config {
         default_value = "postgres://storefront:storefront@127.0.0.1:55432/checkout"
     )]
     pub database_url: String,
-    /// Largest number of database connections.
+    /// Largest number of database connections, at least 2: the outbox
+    /// relay keeps one open to LISTEN for committed events.
     #[arg(
         id = "checkout-db-max-connections",
         long = "checkout-db-max-connections",
         env = "CHECKOUT_DB_MAX_CONNECTIONS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(2..)
     )]
     pub db_max_connections: u32,
     /// gRPC address of the cart service.

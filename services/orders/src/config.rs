@@ -27,12 +27,14 @@ pub struct Config {
         default_value = "postgres://storefront:storefront@127.0.0.1:55432/orders"
     )]
     pub database_url: String,
-    /// Largest number of database connections.
+    /// Largest number of database connections, at least 2: the outbox
+    /// relay keeps one open to LISTEN for committed events.
     #[arg(
         id = "orders-db-max-connections",
         long = "orders-db-max-connections",
         env = "ORDERS_DB_MAX_CONNECTIONS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(2..)
     )]
     pub db_max_connections: u32,
     /// Kafka bootstrap servers (comma-separated host:port).

@@ -29,12 +29,13 @@ pub struct Config {
         default_value = "postgres://storefront:storefront@127.0.0.1:55432/payment"
     )]
     pub database_url: String,
-    /// Largest number of database connections.
+    /// Largest number of database connections (at least 1).
     #[arg(
         id = "payment-db-max-connections",
         long = "payment-db-max-connections",
         env = "PAYMENT_DB_MAX_CONNECTIONS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub db_max_connections: u32,
     /// Share of charges (0.0..=1.0) that fail as if the provider were down (UNAVAILABLE, nothing recorded).

@@ -22,12 +22,13 @@ pub struct Config {
         default_value = "sqlite://storefront-product.db?mode=rwc"
     )]
     pub database_url: String,
-    /// Largest number of database connections.
+    /// Largest number of database connections (at least 1).
     #[arg(
         id = "product-db-max-connections",
         long = "product-db-max-connections",
         env = "PRODUCT_DB_MAX_CONNECTIONS",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub db_max_connections: u32,
 }

@@ -506,4 +506,31 @@ mod tests {
         assert_eq!(all.payment.order_events.consumer_group, "refunds");
         assert_eq!(all.inventory.order_events.order_topic, "orders-of-the-day");
     }
+
+    #[test]
+    fn a_pool_too_small_to_serve_is_refused_at_start() {
+        // The outbox relay keeps one of checkout's and orders' connections
+        // for LISTEN: a pool of one would leave none for requests.
+        for (flag, smallest) in [
+            ("--checkout-db-max-connections", 2),
+            ("--orders-db-max-connections", 2),
+            ("--cart-db-max-connections", 1),
+            ("--inventory-db-max-connections", 1),
+            ("--payment-db-max-connections", 1),
+            ("--product-db-max-connections", 1),
+        ] {
+            let too_small = (smallest - 1).to_string();
+            let refused = Cli::try_parse_from(["storefront", "all", flag, too_small.as_str()]);
+            let message = refused.expect_err(flag).to_string();
+            assert!(
+                message.contains(flag) && message.contains(&format!("{smallest}..")),
+                "{message}"
+            );
+            let enough = smallest.to_string();
+            assert!(
+                Cli::try_parse_from(["storefront", "all", flag, enough.as_str()]).is_ok(),
+                "{flag} {smallest}"
+            );
+        }
+    }
 }
