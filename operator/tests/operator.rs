@@ -22,7 +22,6 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use storefront_kube_testing::{TestNamespace, wait_for, wait_for_deletion, wait_for_list};
 use storefront_operator::Storefront;
-use storefront_runtime::testing::kafka_bootstrap_servers;
 
 /// Stopping the shared Kafka (the outage test) must not overlap the tests
 /// that need it up.
@@ -412,18 +411,7 @@ async fn a_killed_operator_restarts_and_converges_without_duplicates_and_retain_
     delete_shop(&api, &ns).await;
     wait_for_partitions(&checkout_topic, Some(2)).await;
 
-    let admin = storefront_runtime::kafka::admin(&kafka_bootstrap_servers()).unwrap();
-    let topics = [
-        checkout_topic.clone(),
-        format!("{checkout_topic}.dlq"),
-        format!("{}.shop.order-events", ns.name()),
-        format!("{}.shop.order-events.dlq", ns.name()),
-    ];
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    admin
-        .delete_topics(&refs, &rdkafka::admin::AdminOptions::new())
-        .await
-        .unwrap();
+    delete_shop_topics(ns.name()).await;
     drop_databases(ns.name(), "shop").await;
     ns.cleanup().await.unwrap();
 }

@@ -15,7 +15,6 @@ use kube::Api;
 use storefront_kube_testing::{TestNamespace, client};
 use storefront_operator::controller::{Context, Settings, reconcile, set_condition};
 use storefront_operator::{Storefront, StorefrontStatus};
-use storefront_runtime::testing::kafka_bootstrap_servers;
 
 async fn fetch(api: &Api<Storefront>) -> Storefront {
     api.get("shop").await.expect("get the Storefront")
@@ -85,18 +84,7 @@ async fn a_reconcile_handed_an_older_status_does_not_write_it_back() {
     assert_eq!(status.topics[&checkout_topic], 2, "{status:?}");
     assert_eq!(status.topics[&order_topic], 1, "{status:?}");
 
-    let admin = storefront_runtime::kafka::admin(&kafka_bootstrap_servers()).unwrap();
-    let topics = [
-        checkout_topic.clone(),
-        format!("{checkout_topic}.dlq"),
-        order_topic.clone(),
-        format!("{order_topic}.dlq"),
-    ];
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    admin
-        .delete_topics(&refs, &rdkafka::admin::AdminOptions::new())
-        .await
-        .unwrap();
+    delete_shop_topics(ns.name()).await;
     drop_databases(ns.name(), "shop").await;
     ns.cleanup().await.unwrap();
 }

@@ -235,6 +235,24 @@ pub async fn drop_databases(ns: &str, name: &str) {
     }
 }
 
+/// Deletes the Kafka topics (and their dead-letter topics) of the
+/// Storefront `shop` in namespace `ns`, which policy `Retain` leaves.
+pub async fn delete_shop_topics(ns: &str) {
+    let admin = storefront_runtime::kafka::admin(&kafka_bootstrap_servers()).unwrap();
+    let topics: Vec<String> = ["checkout-events", "order-events"]
+        .iter()
+        .flat_map(|events| {
+            let topic = format!("{ns}.shop.{events}");
+            [format!("{topic}.dlq"), topic]
+        })
+        .collect();
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    admin
+        .delete_topics(&refs, &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+}
+
 pub async fn patch_spec(api: &Api<Storefront>, name: &str, spec: serde_json::Value) {
     api.patch(
         name,
